@@ -1,0 +1,408 @@
+//! The signed envelope.
+//!
+//! Every message that carries authority travels as
+//! `Envelope { v, kind, signer, body, sig }`, MessagePack with named fields. `sig` is an
+//! ed25519 signature by `signer` over a domain tag, the kind and the body bytes exactly
+//! as received; receivers never re-serialize before verifying, because MessagePack is
+//! not canonical. Verification is always `verify_strict`.
+//!
+//! Every body starts with a [`Stamp`]: a unique id, the time it was issued and the time
+//! it expires. [`open`] refuses stale messages and messages from a clock too far
+//! ahead; refusing a *repeated* id is the receiver's job (see [`crate::replay`]),
+//! because only it knows what it has seen.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Envelope format version this build writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+
+/// Largest encoded envelope accepted from the wire. Returns can carry command output,
+/// so this is generous; anything larger is refused before decoding.
+pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How far a sender's clock may run ahead of ours before its messages are refused.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(120);
+
+/// Longest validity a message may claim. Bounds how long a receiver must remember ids
+/// to refuse replays.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The domain tag mixed into every signature, so that a brine signature can never be
+/// mistaken for a signature over anything else made with the same key.
+const DOMAIN: &[u8] = b"brine-envelope-v1\0";
+
+/// What an envelope's body is. Part of the signed bytes, so a signature over a return
+/// can never be replayed as a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Enroll,
+    EnrollReply,
+    Job,
+    Return,
+    Ctl,
+    CtlReply,
+    Event,
+    Presence,
+    Rpc,
+    RpcReply,
+}
+
+impl Kind {
+    fn tag(self) -> u8 {
+        match self {
+            Kind::Enroll => 1,
+            Kind::EnrollReply => 2,
+            Kind::Job => 3,
+            Kind::Return => 4,
+            Kind::Ctl => 5,
+            Kind::CtlReply => 6,
+            Kind::Event => 7,
+            Kind::Presence => 8,
+            Kind::Rpc => 9,
+            Kind::RpcReply => 10,
+        }
+    }
+}
+
+/// The envelope as it appears on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Format version, [`ENVELOPE_VERSION`].
+    pub v: u8,
+    /// What the body is.
+    pub kind: Kind,
+    /// The signer's ed25519 public key.
+    #[serde(with = "serde_bytes")]
+    pub signer: [u8; 32],
+    /// The MessagePack-encoded message body, signed as is.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// ed25519 signature over the domain tag, the kind tag and `body`.
+    #[serde(with = "serde_bytes")]
+    pub sig: [u8; 64],
+}
+
+/// Identity and lifetime of a message, the first field of every body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Unique id: the JID for jobs and returns, random otherwise.
+    pub id: String,
+    /// Unix milliseconds when the sender made the message.
+    pub issued_at: u64,
+    /// Unix milliseconds after which no receiver may act on it.
+    pub expires_at: u64,
+}
+
+impl Stamp {
+    /// A stamp with the given id, issued now and valid for `ttl`.
+    pub fn new(id: impl Into<String>, ttl: Duration) -> Stamp {
+        let now = crate::time::now_ms();
+        Stamp { id: id.into(), issued_at: now, expires_at: now + ttl.as_millis() as u64 }
+    }
+
+    /// A stamp with a fresh random id, issued now and valid for `ttl`.
+    pub fn random(ttl: Duration) -> Stamp {
+        Stamp::new(random_id(), ttl)
+    }
+}
+
+/// 128 random bits as 32 hex digits, for message ids.
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    // The OS random source failing is not recoverable in any useful way; fall back to
+    // the clock so ids stay unique within a process rather than aborting.
+    if getrandom::getrandom(&mut b).is_err() {
+        b[..8].copy_from_slice(&crate::time::now_micros().to_be_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A message body type: its kind and where its stamp is.
+pub trait Message: Serialize + DeserializeOwned {
+    /// The envelope kind this body travels as.
+    const KIND: Kind;
+    /// The body's stamp.
+    fn stamp(&self) -> &Stamp;
+}
+
+/// Why a message was refused. Every variant is a reason to drop the message and count
+/// it, never to crash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// More bytes than [`MAX_ENVELOPE_BYTES`].
+    #[error("message of {size} bytes exceeds the {max}-byte limit")]
+    TooLarge { size: usize, max: usize },
+    /// Not a MessagePack envelope, or a body that does not decode as its kind.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// An envelope version this build does not speak.
+    #[error("unsupported envelope version {0} (this build speaks {ENVELOPE_VERSION})")]
+    Version(u8),
+    /// The envelope is of another kind than the subject carries.
+    #[error("expected a {expected:?} message, got {got:?}")]
+    WrongKind { expected: Kind, got: Kind },
+    /// Signed by a key other than the one this receiver trusts for the sender.
+    #[error("signed by an untrusted key {}", fingerprint_short(.0))]
+    WrongSigner([u8; 32]),
+    /// The signature does not verify (tampered, truncated or forged).
+    #[error("bad signature")]
+    BadSignature,
+    /// The message expired before it arrived.
+    #[error("message expired {0} ms ago")]
+    Expired(u64),
+    /// The sender's clock is ahead of ours by more than [`MAX_CLOCK_SKEW`].
+    #[error("message is issued {0} ms in the future; the sender's clock or ours is wrong (allowed skew {max} s)", max = MAX_CLOCK_SKEW.as_secs())]
+    FromTheFuture(u64),
+    /// The stamp's times make no sense (expiry before issue, or too long a validity).
+    #[error("message stamp is invalid: {0}")]
+    BadStamp(&'static str),
+}
+
+fn fingerprint_short(key: &[u8; 32]) -> String {
+    crate::keys::Fingerprint::of_bytes(key).short()
+}
+
+/// Why a message could not be sealed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode message: {0}")]
+pub struct SealError(#[from] rmp_serde::encode::Error);
+
+fn signed_bytes(kind: Kind, body: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(DOMAIN.len() + 1 + body.len());
+    msg.extend_from_slice(DOMAIN);
+    msg.push(kind.tag());
+    msg.extend_from_slice(body);
+    msg
+}
+
+/// Encodes `msg`, signs it with `key` and returns the envelope's wire bytes.
+pub fn seal<M: Message>(msg: &M, key: &SigningKey) -> Result<Vec<u8>, SealError> {
+    let body = rmp_serde::to_vec_named(msg)?;
+    let sig = key.sign(&signed_bytes(M::KIND, &body));
+    let env = Envelope {
+        v: ENVELOPE_VERSION,
+        kind: M::KIND,
+        signer: key.verifying_key().to_bytes(),
+        body,
+        sig: sig.to_bytes(),
+    };
+    Ok(rmp_serde::to_vec_named(&env)?)
+}
+
+impl Envelope {
+    /// Decodes wire bytes into an envelope without verifying anything but its shape.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, OpenError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(OpenError::TooLarge { size: bytes.len(), max: MAX_ENVELOPE_BYTES });
+        }
+        let env: Envelope =
+            rmp_serde::from_slice(bytes).map_err(|e| OpenError::Malformed(e.to_string()))?;
+        if env.v != ENVELOPE_VERSION {
+            return Err(OpenError::Version(env.v));
+        }
+        Ok(env)
+    }
+
+    /// Checks the signature with `key`, which must be the envelope's signer.
+    pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), OpenError> {
+        if key.as_bytes() != &self.signer {
+            return Err(OpenError::WrongSigner(self.signer));
+        }
+        let sig = Signature::from_bytes(&self.sig);
+        key.verify_strict(&signed_bytes(self.kind, &self.body), &sig)
+            .map_err(|_| OpenError::BadSignature)
+    }
+
+    /// Checks the signature against the key the envelope names (self-certifying:
+    /// the caller must still decide whether it trusts that key).
+    pub fn verify_self(&self) -> Result<VerifyingKey, OpenError> {
+        let key = VerifyingKey::from_bytes(&self.signer).map_err(|_| OpenError::BadSignature)?;
+        self.verify_with(&key)?;
+        Ok(key)
+    }
+
+    /// Decodes the body as `M`, checking the kind and the stamp against `now_ms`.
+    pub fn body<M: Message>(&self, now_ms: u64) -> Result<M, OpenError> {
+        if self.kind != M::KIND {
+            return Err(OpenError::WrongKind { expected: M::KIND, got: self.kind });
+        }
+        let msg: M =
+            rmp_serde::from_slice(&self.body).map_err(|e| OpenError::Malformed(e.to_string()))?;
+        check_stamp(msg.stamp(), now_ms)?;
+        Ok(msg)
+    }
+}
+
+/// Checks a stamp's lifetime against `now_ms`.
+pub fn check_stamp(stamp: &Stamp, now_ms: u64) -> Result<(), OpenError> {
+    if stamp.expires_at < stamp.issued_at {
+        return Err(OpenError::BadStamp("expires before it is issued"));
+    }
+    if stamp.expires_at - stamp.issued_at > MAX_TTL.as_millis() as u64 {
+        return Err(OpenError::BadStamp("validity longer than allowed"));
+    }
+    if stamp.issued_at > now_ms + MAX_CLOCK_SKEW.as_millis() as u64 {
+        return Err(OpenError::FromTheFuture(stamp.issued_at - now_ms));
+    }
+    if now_ms > stamp.expires_at {
+        return Err(OpenError::Expired(now_ms - stamp.expires_at));
+    }
+    Ok(())
+}
+
+/// A verified message and who signed it.
+#[derive(Debug, Clone)]
+pub struct Opened<M> {
+    /// The verified signer.
+    pub signer: VerifyingKey,
+    /// The decoded, in-date body.
+    pub msg: M,
+}
+
+/// Decodes, verifies against `trusted`, and checks kind and stamp: the usual way to
+/// read a message from a known sender.
+pub fn open<M: Message>(bytes: &[u8], trusted: &VerifyingKey, now_ms: u64) -> Result<M, OpenError> {
+    let env = Envelope::decode(bytes)?;
+    if env.kind != M::KIND {
+        return Err(OpenError::WrongKind { expected: M::KIND, got: env.kind });
+    }
+    env.verify_with(trusted)?;
+    env.body(now_ms)
+}
+
+/// Decodes and verifies against the key the envelope names, then checks kind and stamp.
+/// For messages whose signer is looked up afterwards (operators) or is itself the
+/// claim (enrollment).
+pub fn open_self_signed<M: Message>(bytes: &[u8], now_ms: u64) -> Result<Opened<M>, OpenError> {
+    let env = Envelope::decode(bytes)?;
+    if env.kind != M::KIND {
+        return Err(OpenError::WrongKind { expected: M::KIND, got: env.kind });
+    }
+    let signer = env.verify_self()?;
+    let msg = env.body(now_ms)?;
+    Ok(Opened { signer, msg })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::generate_key;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Ping {
+        stamp: Stamp,
+        text: String,
+    }
+    impl Message for Ping {
+        const KIND: Kind = Kind::Event;
+        fn stamp(&self) -> &Stamp {
+            &self.stamp
+        }
+    }
+
+    fn ping(ttl: Duration) -> Ping {
+        Ping { stamp: Stamp::random(ttl), text: "hello".into() }
+    }
+
+    #[test]
+    fn seal_then_open_round_trips() {
+        let key = generate_key();
+        let msg = ping(Duration::from_secs(60));
+        let bytes = seal(&msg, &key).unwrap();
+        let back: Ping = open(&bytes, &key.verifying_key(), crate::time::now_ms()).unwrap();
+        assert_eq!(back, msg);
+        let opened: Opened<Ping> = open_self_signed(&bytes, crate::time::now_ms()).unwrap();
+        assert_eq!(opened.signer, key.verifying_key());
+    }
+
+    #[test]
+    fn any_flipped_bit_in_the_body_or_signature_is_refused() {
+        let key = generate_key();
+        let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
+        let env = Envelope::decode(&bytes).unwrap();
+        for i in 0..env.body.len() {
+            let mut bad = env.clone();
+            bad.body[i] ^= 0x01;
+            assert_eq!(bad.verify_with(&key.verifying_key()), Err(OpenError::BadSignature), "byte {i}");
+        }
+        let mut bad = env.clone();
+        bad.sig[10] ^= 0x80;
+        assert_eq!(bad.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
+    }
+
+    #[test]
+    fn a_signature_does_not_transfer_to_another_kind() {
+        let key = generate_key();
+        let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
+        let mut env = Envelope::decode(&bytes).unwrap();
+        env.kind = Kind::Job;
+        assert_eq!(env.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
+    }
+
+    #[test]
+    fn wrong_signer_is_refused() {
+        let key = generate_key();
+        let other = generate_key();
+        let bytes = seal(&ping(Duration::from_secs(60)), &other).unwrap();
+        let err = open::<Ping>(&bytes, &key.verifying_key(), crate::time::now_ms()).unwrap_err();
+        assert!(matches!(err, OpenError::WrongSigner(_)), "{err}");
+        // Swapping in the trusted key as signer does not help the forger either.
+        let mut env = Envelope::decode(&bytes).unwrap();
+        env.signer = key.verifying_key().to_bytes();
+        assert_eq!(env.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
+    }
+
+    #[test]
+    fn expired_and_future_messages_are_refused() {
+        let key = generate_key();
+        let msg = ping(Duration::from_secs(5));
+        let bytes = seal(&msg, &key).unwrap();
+        let later = msg.stamp.expires_at + 1;
+        assert_eq!(open::<Ping>(&bytes, &key.verifying_key(), later).unwrap_err(), OpenError::Expired(1));
+        let earlier = msg.stamp.issued_at - MAX_CLOCK_SKEW.as_millis() as u64 - 1_000;
+        let err = open::<Ping>(&bytes, &key.verifying_key(), earlier).unwrap_err();
+        assert!(matches!(err, OpenError::FromTheFuture(_)), "{err}");
+        assert!(err.to_string().contains("clock"), "{err}");
+    }
+
+    #[test]
+    fn absurd_stamps_are_refused() {
+        let now = crate::time::now_ms();
+        let backwards = Stamp { id: "x".into(), issued_at: now, expires_at: now - 1 };
+        assert!(matches!(check_stamp(&backwards, now), Err(OpenError::BadStamp(_))));
+        let forever = Stamp { id: "x".into(), issued_at: now, expires_at: u64::MAX };
+        assert!(matches!(check_stamp(&forever, now), Err(OpenError::BadStamp(_))));
+    }
+
+    #[test]
+    fn wrong_kind_is_refused_before_decoding_the_body() {
+        let key = generate_key();
+        let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
+        let err = open::<crate::msg::Job>(&bytes, &key.verifying_key(), crate::time::now_ms()).unwrap_err();
+        assert_eq!(err, OpenError::WrongKind { expected: Kind::Job, got: Kind::Event });
+    }
+
+    #[test]
+    fn garbage_and_oversized_input_is_an_error_not_a_panic() {
+        for junk in [&b""[..], b"\xff\xff\xff", b"\x85\xa1v\x01", &[0x93; 64][..]] {
+            assert!(Envelope::decode(junk).is_err());
+        }
+        let big = vec![0u8; MAX_ENVELOPE_BYTES + 1];
+        assert!(matches!(Envelope::decode(&big), Err(OpenError::TooLarge { .. })));
+        let key = generate_key();
+        let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(Envelope::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+    }
+
+    #[test]
+    fn random_ids_are_unique() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| random_id()).collect();
+        assert_eq!(ids.len(), 1000);
+    }
+}

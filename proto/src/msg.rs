@@ -1,0 +1,363 @@
+//! Message bodies. Each is sealed in an [`Envelope`](crate::Envelope) of its
+//! [`Kind`]; fields are named on the wire so peers of different versions can add
+//! fields without breaking each other (unknown fields are ignored, new ones default).
+
+use crate::envelope::{Kind, Message, Stamp};
+use crate::id::MinionId;
+use crate::jid::Jid;
+use crate::target::Target;
+use crate::{Map, Value};
+use serde::{Deserialize, Serialize};
+
+macro_rules! message {
+    ($ty:ty, $kind:expr) => {
+        impl Message for $ty {
+            const KIND: Kind = $kind;
+            fn stamp(&self) -> &Stamp {
+                &self.stamp
+            }
+        }
+    };
+}
+
+/// A minion asking to be let in: sent to `P.enroll`, signed with the key it presents,
+/// which proves the minion holds that key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub stamp: Stamp,
+    /// The id the minion claims.
+    pub id: MinionId,
+    /// The minion's public key; must equal the envelope's signer.
+    #[serde(with = "serde_bytes")]
+    pub key: [u8; 32],
+    /// The minion's brine version.
+    #[serde(default)]
+    pub version: String,
+}
+message!(EnrollRequest, Kind::Enroll);
+
+/// Where a minion's key stands with the master, as `brine key list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Seen, awaiting an operator's decision.
+    Pending,
+    /// Trusted: the minion may connect and receive jobs.
+    Accepted,
+    /// Refused by an operator.
+    Rejected,
+    /// Presented for an id that already has another key; never silently trusted.
+    Denied,
+}
+
+impl KeyStatus {
+    /// The word used in listings and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Pending => "pending",
+            KeyStatus::Accepted => "accepted",
+            KeyStatus::Rejected => "rejected",
+            KeyStatus::Denied => "denied",
+        }
+    }
+}
+
+/// The master's answer to an enrollment request, signed by the master. The minion
+/// pins the signer's key on first contact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollReply {
+    pub stamp: Stamp,
+    /// The stamp id of the request this answers, so a reply cannot be replayed to
+    /// another request.
+    pub request: String,
+    pub id: MinionId,
+    pub status: KeyStatus,
+}
+message!(EnrollReply, Kind::EnrollReply);
+
+/// A job for one or more minions, published once per targeted minion on
+/// `P.job.<minion>.<jid>`. The stamp id is the JID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub stamp: Stamp,
+    pub jid: Jid,
+    /// The target as the operator wrote it; each minion re-checks it matches.
+    pub target: Target,
+    /// `module.function`.
+    pub fun: String,
+    #[serde(default)]
+    pub arg: Vec<Value>,
+    #[serde(default)]
+    pub kwarg: Map,
+    /// The operator who asked for it.
+    #[serde(default)]
+    pub user: String,
+}
+message!(Job, Kind::Job);
+
+/// A minion's result for one job, published on `P.ret.<minion>.<jid>` and signed by
+/// the minion. The stamp id is the JID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Return {
+    pub stamp: Stamp,
+    pub jid: Jid,
+    /// The minion that ran the job.
+    pub id: MinionId,
+    pub fun: String,
+    /// What the function returned (`return` in Salt's job cache).
+    #[serde(rename = "return")]
+    pub ret: Value,
+    /// 0 on success; the command's exit status for `cmd.*`; 1 for other failures.
+    pub retcode: i32,
+    pub success: bool,
+    /// Unix milliseconds when the minion started the job.
+    pub started_at: u64,
+    pub duration_ms: u64,
+}
+message!(Return, Kind::Return);
+
+/// A minion's heartbeat on `P.presence.<minion>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    pub stamp: Stamp,
+    pub id: MinionId,
+    pub version: String,
+    /// Unix milliseconds when the minion process started.
+    pub started_at: u64,
+    /// JIDs the minion is running now.
+    #[serde(default)]
+    pub running: Vec<Jid>,
+}
+message!(Presence, Kind::Presence);
+
+/// An event on the bus, `P.event.<source>.<tag…>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub stamp: Stamp,
+    /// Slash-separated tag, e.g. `brine/key/accept`.
+    pub tag: String,
+    #[serde(default)]
+    pub data: Value,
+}
+message!(Event, Kind::Event);
+
+/// An operator request to the master on `P.ctl.<op>`, signed by the operator's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ctl {
+    pub stamp: Stamp,
+    pub op: CtlOp,
+}
+message!(Ctl, Kind::Ctl);
+
+/// What an operator asks the master to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtlOp {
+    /// Publish a job.
+    Run(RunRequest),
+    /// List keys by status.
+    KeyList,
+    /// Accept keys: pending ones matching `ids` (globs), or all pending with `all`.
+    KeyAccept(KeySelection),
+    /// Reject keys.
+    KeyReject(KeySelection),
+    /// Delete keys (the minion is disconnected and may enroll again).
+    KeyDelete(KeySelection),
+    /// Fingerprints of the keys matching `ids` (all keys if empty), and the master's.
+    KeyFinger(KeySelection),
+    /// One job with its returns.
+    JobShow { jid: Jid },
+    /// The newest jobs, newest first.
+    JobList { limit: usize },
+}
+
+impl CtlOp {
+    /// The subject suffix (`P.ctl.<op>`) for this request.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CtlOp::Run(_) => "run",
+            CtlOp::KeyList => "key.list",
+            CtlOp::KeyAccept(_) => "key.accept",
+            CtlOp::KeyReject(_) => "key.reject",
+            CtlOp::KeyDelete(_) => "key.delete",
+            CtlOp::KeyFinger(_) => "key.finger",
+            CtlOp::JobShow { .. } => "job.show",
+            CtlOp::JobList { .. } => "job.list",
+        }
+    }
+}
+
+/// Which keys a key operation applies to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeySelection {
+    /// Ids or globs.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Every key the operation can apply to.
+    #[serde(default)]
+    pub all: bool,
+    /// Also act on rejected keys (accept only).
+    #[serde(default)]
+    pub include_rejected: bool,
+    /// Also act on denied keys; accepting a denied key replaces the id's old key.
+    #[serde(default)]
+    pub include_denied: bool,
+    /// Also act on accepted keys (reject only).
+    #[serde(default)]
+    pub include_accepted: bool,
+}
+
+/// A request to run a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub target: Target,
+    pub fun: String,
+    #[serde(default)]
+    pub arg: Vec<Value>,
+    #[serde(default)]
+    pub kwarg: Map,
+    /// Subject the master streams verified returns to, if the operator waits for them.
+    #[serde(default)]
+    pub stream_to: Option<String>,
+}
+
+/// The master's answer to a [`Ctl`], signed by the master. Returns of a running job
+/// arrive as further replies on the request's `stream_to` subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CtlReply {
+    pub stamp: Stamp,
+    /// The stamp id of the request this answers.
+    pub request: String,
+    pub result: CtlResult,
+}
+message!(CtlReply, Kind::CtlReply);
+
+/// The outcome of an operator request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtlResult {
+    /// The request was refused or failed.
+    Error(CtlError),
+    /// A job was published.
+    RunStarted(RunStarted),
+    /// Verified returns of a job, as they arrive.
+    Returns(Vec<Return>),
+    /// Keys by status.
+    Keys(KeyListing),
+    /// The keys a key operation changed, with their new status.
+    KeysChanged(Vec<KeyEntry>),
+    /// One job.
+    Job(Box<JobReport>),
+    /// A list of jobs.
+    Jobs(Vec<JobSummary>),
+}
+
+/// What kind of refusal or failure a [`CtlError`] is; the CLI maps it to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtlErrorKind {
+    /// The operator may not do this.
+    Denied,
+    /// The request is malformed (bad target, bad argument).
+    BadRequest,
+    /// The target matched no accepted minion.
+    NoMatch,
+    /// No such function.
+    UnknownFunction,
+    /// No such job or key.
+    NotFound,
+    /// The master failed (store, NATS).
+    Internal,
+}
+
+/// A refused or failed request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CtlError {
+    pub kind: CtlErrorKind,
+    pub message: String,
+}
+
+/// A published job: its JID and the minions it went to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub jid: Jid,
+    /// Every targeted minion.
+    pub minions: Vec<MinionId>,
+    /// Targeted minions with no recent heartbeat.
+    #[serde(default)]
+    pub offline: Vec<MinionId>,
+}
+
+/// One key in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub id: MinionId,
+    pub status: KeyStatus,
+    #[serde(with = "serde_bytes")]
+    pub key: [u8; 32],
+}
+
+/// Every key the master knows, by status, each sorted by id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyListing {
+    pub accepted: Vec<KeyEntry>,
+    pub pending: Vec<KeyEntry>,
+    pub rejected: Vec<KeyEntry>,
+    pub denied: Vec<KeyEntry>,
+    /// The master's own public key.
+    #[serde(with = "serde_bytes")]
+    pub master: [u8; 32],
+}
+
+/// A job as stored in the job cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub jid: Jid,
+    pub target: Target,
+    pub fun: String,
+    #[serde(default)]
+    pub arg: Vec<Value>,
+    #[serde(default)]
+    pub kwarg: Map,
+    pub user: String,
+    /// Every targeted minion.
+    pub minions: Vec<MinionId>,
+    /// Unix milliseconds when the job was published.
+    pub started_at: u64,
+}
+
+/// The running totals of a job, kept current as returns arrive so that a job on
+/// thousands of minions is read without loading its returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    pub targeted: u64,
+    pub returned: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+impl JobCounts {
+    /// Targeted minions that have not returned.
+    pub fn missing(&self) -> u64 {
+        self.targeted.saturating_sub(self.returned)
+    }
+}
+
+/// A line of `brine job list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub jid: Jid,
+    pub target: Target,
+    pub fun: String,
+    pub user: String,
+    pub started_at: u64,
+    pub counts: JobCounts,
+}
+
+/// `brine job show`: a job, its totals and its returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    pub job: JobRecord,
+    pub counts: JobCounts,
+    pub returns: Vec<Return>,
+}
