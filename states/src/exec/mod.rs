@@ -1,0 +1,274 @@
+//! Execution modules: the `module.function`s a job or `brine-call` runs.
+//!
+//! A function is a plain type implementing [`Function`] with typed arguments; the
+//! blanket [`DynFunction`] impl binds command-line style arguments (positional, then
+//! `key=value`) to those types, so lookup by name works on one explicit list,
+//! [`FUNCTIONS`], kept in alphabetical order (a test checks order, uniqueness and
+//! documentation).
+
+mod cmd;
+mod grains;
+mod sys;
+mod test;
+
+use brine_proto::{Map, Value};
+use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Every execution function, alphabetical by name.
+pub static FUNCTIONS: &[&dyn DynFunction] = &[
+    &cmd::Run,
+    &cmd::RunAll,
+    &grains::Get,
+    &grains::Item,
+    &grains::Items,
+    &grains::Ls,
+    &sys::Doc,
+    &sys::ListFunctions,
+    &sys::ListModules,
+    &test::Arg,
+    &test::Echo,
+    &test::Exception,
+    &test::False,
+    &test::Ping,
+    &test::Sleep,
+    &test::True,
+    &test::Version,
+];
+
+/// Looks a function up by its `module.function` name.
+pub fn lookup(name: &str) -> Option<&'static dyn DynFunction> {
+    FUNCTIONS
+        .binary_search_by(|f| f.name().cmp(name))
+        .ok()
+        .map(|i| FUNCTIONS[i])
+}
+
+/// Whether `name` is a known function.
+pub fn exists(name: &str) -> bool {
+    lookup(name).is_some()
+}
+
+/// What a host knows while running a function.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// This host's grains.
+    pub grains: Arc<Map>,
+    /// Set when the job is killed; long-running functions poll it and stop.
+    pub cancel: CancelFlag,
+}
+
+/// A flag a running job polls to learn it was killed.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// Asks the job to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the job was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A function's result: the data it returns and the job's return code (0 for
+/// success; a command's exit status for `cmd.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub ret: Value,
+    pub retcode: i32,
+}
+
+impl Output {
+    /// A successful result.
+    pub fn ok(ret: impl Into<Value>) -> Output {
+        Output { ret: ret.into(), retcode: 0 }
+    }
+}
+
+/// One parameter of a function, for binding positional arguments and for `sys.doc`.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    /// Whether the caller may leave it out.
+    pub optional: bool,
+}
+
+/// Shorthand for a required parameter.
+pub const fn req(name: &'static str) -> Param {
+    Param { name, optional: false }
+}
+
+/// Shorthand for an optional parameter.
+pub const fn opt(name: &'static str) -> Param {
+    Param { name, optional: true }
+}
+
+/// Why a call did not produce a result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// No function of that name.
+    #[error("'{0}' is not available.")]
+    Unknown(String),
+    /// The arguments do not fit the function.
+    #[error("Passed invalid arguments to {fun}: {reason}\n\nUsage: {usage}")]
+    BadArguments { fun: String, reason: String, usage: String },
+    /// The function ran and failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CallError {
+    /// A failure with a message.
+    pub fn failed(msg: impl Into<String>) -> CallError {
+        CallError::Failed(msg.into())
+    }
+}
+
+/// An execution function with typed arguments.
+pub trait Function: Sync + Send + 'static {
+    /// `module.function`.
+    const NAME: &'static str;
+    /// What it does: a one-line summary, then details and a CLI example.
+    const DOC: &'static str;
+    /// Parameters in positional order.
+    const PARAMS: &'static [Param];
+    /// Whether extra positional arguments are accepted (as `args`).
+    const VARARGS: bool = false;
+    /// The arguments, deserialized from the bound parameters (and every keyword).
+    type Args: DeserializeOwned;
+    /// Runs the function.
+    fn call(&self, ctx: &Context, args: Self::Args) -> Result<Output, CallError>;
+}
+
+/// A function looked up by name; implemented for every [`Function`].
+pub trait DynFunction: Sync {
+    fn name(&self) -> &'static str;
+    fn doc(&self) -> &'static str;
+    fn params(&self) -> &'static [Param];
+    fn varargs(&self) -> bool;
+    /// Binds `args` and `kwargs` and runs the function.
+    fn call_dyn(&self, ctx: &Context, args: Vec<Value>, kwargs: Map) -> Result<Output, CallError>;
+
+    /// `name(a, b=None, *args)` for error messages and `sys.doc`.
+    fn usage(&self) -> String {
+        let mut parts: Vec<String> = self
+            .params()
+            .iter()
+            .map(|p| if p.optional { format!("{}=…", p.name) } else { p.name.to_string() })
+            .collect();
+        if self.varargs() {
+            parts.push("*args".into());
+        }
+        format!("{}({})", self.name(), parts.join(", "))
+    }
+}
+
+impl<F: Function> DynFunction for F {
+    fn name(&self) -> &'static str {
+        F::NAME
+    }
+    fn doc(&self) -> &'static str {
+        F::DOC
+    }
+    fn params(&self) -> &'static [Param] {
+        F::PARAMS
+    }
+    fn varargs(&self) -> bool {
+        F::VARARGS
+    }
+    fn call_dyn(&self, ctx: &Context, args: Vec<Value>, kwargs: Map) -> Result<Output, CallError> {
+        let bound = bind(self, args, kwargs)?;
+        let typed: F::Args = serde_json::from_value(Value::Object(bound)).map_err(|e| {
+            CallError::BadArguments { fun: F::NAME.into(), reason: e.to_string(), usage: self.usage() }
+        })?;
+        self.call(ctx, typed)
+    }
+}
+
+/// Maps positional arguments onto parameter names and merges keyword arguments.
+fn bind(f: &dyn DynFunction, args: Vec<Value>, mut kwargs: Map) -> Result<Map, CallError> {
+    let bad = |reason: String| CallError::BadArguments { fun: f.name().into(), reason, usage: f.usage() };
+    let params = f.params();
+    let given = args.len();
+    let mut bound = Map::new();
+    let mut extra = Vec::new();
+    for (i, value) in args.into_iter().enumerate() {
+        match params.get(i) {
+            Some(p) => {
+                if kwargs.contains_key(p.name) {
+                    return Err(bad(format!("got multiple values for argument '{}'", p.name)));
+                }
+                bound.insert(p.name.to_string(), value);
+            }
+            None if f.varargs() => extra.push(value),
+            None => {
+                return Err(bad(format!(
+                    "takes at most {} positional argument{} ({} given)",
+                    params.len(),
+                    if params.len() == 1 { "" } else { "s" },
+                    given
+                )))
+            }
+        }
+    }
+    bound.append(&mut kwargs);
+    if f.varargs() {
+        bound.insert("args".into(), Value::Array(extra));
+    }
+    if let Some(p) = params.iter().find(|p| !p.optional && !bound.contains_key(p.name)) {
+        return Err(bad(format!("missing required argument '{}'", p.name)));
+    }
+    Ok(bound)
+}
+
+/// Runs `fun` with command-line style arguments.
+pub fn call(fun: &str, ctx: &Context, args: Vec<Value>, kwargs: Map) -> Result<Output, CallError> {
+    let f = lookup(fun).ok_or_else(|| CallError::Unknown(fun.to_string()))?;
+    f.call_dyn(ctx, args, kwargs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn registry_is_sorted_unique_and_documented() {
+        for pair in FUNCTIONS.windows(2) {
+            assert!(pair[0].name() < pair[1].name(), "{} must come before {}", pair[1].name(), pair[0].name());
+        }
+        for f in FUNCTIONS {
+            let (module, fun) = f.name().split_once('.').expect("module.function");
+            assert!(!module.is_empty() && !fun.is_empty(), "{}", f.name());
+            assert!(f.doc().trim().len() > 10, "{} needs a doc", f.name());
+            assert!(lookup(f.name()).is_some());
+        }
+    }
+
+    #[test]
+    fn unknown_functions_are_named_like_salt_does() {
+        let err = call("nope.fun", &Context::default(), vec![], Map::new()).unwrap_err();
+        assert_eq!(err.to_string(), "'nope.fun' is not available.");
+    }
+
+    #[test]
+    fn positional_and_keyword_arguments_bind_by_name() {
+        let ctx = Context::default();
+        let out = call("test.echo", &ctx, vec![json!("hi")], Map::new()).unwrap();
+        assert_eq!(out, Output::ok("hi"));
+        let mut kw = Map::new();
+        kw.insert("text".into(), json!("there"));
+        assert_eq!(call("test.echo", &ctx, vec![], kw.clone()).unwrap(), Output::ok("there"));
+        let err = call("test.echo", &ctx, vec![json!("a")], kw).unwrap_err().to_string();
+        assert!(err.contains("multiple values for argument 'text'"), "{err}");
+        let err = call("test.echo", &ctx, vec![], Map::new()).unwrap_err().to_string();
+        assert!(err.contains("missing required argument 'text'") && err.contains("Usage: test.echo(text)"), "{err}");
+        let err = call("test.echo", &ctx, vec![json!(1), json!(2)], Map::new()).unwrap_err().to_string();
+        assert!(err.contains("at most 1 positional argument (2 given)"), "{err}");
+    }
+}
