@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod config;
 pub mod envelope;
 pub mod id;
 pub mod jid;

@@ -286,6 +286,9 @@ pub struct RunStarted {
     /// Targeted minions with no recent heartbeat.
     #[serde(default)]
     pub offline: Vec<MinionId>,
+    /// Ids named in a list target that have no accepted key: nothing was sent to them.
+    #[serde(default)]
+    pub missing: Vec<String>,
 }
 
 /// One key in a listing.

@@ -1,0 +1,273 @@
+//! The master's configuration: `/etc/brine/master.toml` by default.
+//!
+//! Two layers: [`RawConfig`] is exactly the file (unknown keys are refused with their
+//! name and position), [`MasterConfig`] is the validated form the program uses.
+//! Every key is optional; the defaults are documented on each field and in
+//! `packaging/master.toml`.
+
+use brine_proto::config::duration;
+use brine_proto::Subjects;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the master reads its config when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/brine/master.toml";
+
+/// Why the config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {key}: {message}")]
+    Invalid { path: PathBuf, key: &'static str, message: String },
+}
+
+/// The config file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Keys, job cache and the embedded NATS store. Default `/var/lib/brine/master`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Subject prefix shared with the minions. Default `brine`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Accept every new minion key without an operator. Default `false`.
+    #[serde(default)]
+    pub auto_accept: bool,
+    /// How long a published job stays valid for a minion. Default `10m`.
+    #[serde(default = "default_job_ttl", with = "duration")]
+    pub job_ttl: Duration,
+    /// A minion with no heartbeat for this long counts as offline. Default `30s`.
+    #[serde(default = "default_presence_timeout", with = "duration")]
+    pub presence_timeout: Duration,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
+    /// Default `info`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// NATS: embedded (default) or an existing server.
+    #[serde(default)]
+    pub nats: RawNats,
+}
+
+/// The `[nats]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNats {
+    /// URL of an existing NATS server. Unset (the default): the master runs its own.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Embedded mode: address the server listens on. Default `0.0.0.0:4222`; port 0
+    /// picks a free port.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Embedded mode: the `nats-server` binary. Default: `$NATS_SERVER`, else
+    /// `nats-server` on `PATH`.
+    #[serde(default)]
+    pub server_bin: Option<PathBuf>,
+    /// External mode: user name, with `password`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// External mode: password, with `user`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// External mode: a NATS credentials file.
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/brine/master")
+}
+fn default_prefix() -> String {
+    brine_proto::subject::DEFAULT_PREFIX.to_string()
+}
+fn default_job_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_presence_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub subjects: Subjects,
+    pub auto_accept: bool,
+    pub job_ttl: Duration,
+    pub presence_timeout: Duration,
+    pub log_level: String,
+    pub nats: NatsMode,
+}
+
+/// How the master reaches NATS.
+#[derive(Debug, Clone)]
+pub enum NatsMode {
+    /// The master runs and supervises its own `nats-server`.
+    Embedded { listen: SocketAddr, server_bin: PathBuf },
+    /// The master uses an existing server.
+    External { url: String, auth: ExternalAuth },
+}
+
+/// Credentials for an external NATS server.
+#[derive(Clone)]
+pub enum ExternalAuth {
+    None,
+    UserPassword { user: String, password: String },
+    CredsFile(PathBuf),
+}
+
+impl std::fmt::Debug for ExternalAuth {
+    // Never print the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExternalAuth::None => f.write_str("None"),
+            ExternalAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
+            ExternalAuth::CredsFile(p) => write!(f, "CredsFile({})", p.display()),
+        }
+    }
+}
+
+impl MasterConfig {
+    /// Loads `path`, or the default path if `None` (a missing default file means
+    /// all defaults; a missing explicit file is an error).
+    pub fn load(path: Option<&Path>) -> Result<MasterConfig, ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => MasterConfig::parse(&text, Some(&path)),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => MasterConfig::parse("", None),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Parses config text; `path` names the file in errors.
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<MasterConfig, ConfigError> {
+        let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string().trim_end().to_string() })?;
+        let invalid = |key, message: String| ConfigError::Invalid { path: shown.clone(), key, message };
+        let subjects = Subjects::new(&raw.prefix).map_err(|e| invalid("prefix", e.to_string()))?;
+        if raw.job_ttl < Duration::from_secs(1) || raw.job_ttl > brine_proto::envelope::MAX_TTL {
+            return Err(invalid("job_ttl", "must be between 1s and 7d".into()));
+        }
+        let nats = match raw.nats.url {
+            Some(url) => {
+                if raw.nats.listen.is_some() || raw.nats.server_bin.is_some() {
+                    return Err(invalid("nats.url", "cannot be combined with nats.listen or nats.server_bin (those configure the embedded server)".into()));
+                }
+                let auth = match (raw.nats.user, raw.nats.password, raw.nats.creds_file) {
+                    (None, None, None) => ExternalAuth::None,
+                    (Some(user), Some(password), None) => ExternalAuth::UserPassword { user, password },
+                    (None, None, Some(creds)) => ExternalAuth::CredsFile(creds),
+                    _ => return Err(invalid("nats", "use either user and password, or creds_file".into())),
+                };
+                NatsMode::External { url, auth }
+            }
+            None => {
+                if raw.nats.user.is_some() || raw.nats.password.is_some() || raw.nats.creds_file.is_some() {
+                    return Err(invalid("nats", "user, password and creds_file need nats.url (an external server)".into()));
+                }
+                let listen = raw.nats.listen.as_deref().unwrap_or("0.0.0.0:4222");
+                let listen: SocketAddr = listen
+                    .parse()
+                    .map_err(|_| invalid("nats.listen", format!("{listen:?} is not an address like 0.0.0.0:4222")))?;
+                let server_bin = raw
+                    .nats
+                    .server_bin
+                    .or_else(|| std::env::var_os("NATS_SERVER").map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from("nats-server"));
+                NatsMode::Embedded { listen, server_bin }
+            }
+        };
+        Ok(MasterConfig {
+            path: path.map(Path::to_path_buf),
+            data_dir: raw.data_dir,
+            subjects,
+            auto_accept: raw.auto_accept,
+            job_ttl: raw.job_ttl,
+            presence_timeout: raw.presence_timeout,
+            log_level: raw.log_level,
+            nats,
+        })
+    }
+
+    /// The master's own key.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data_dir.join("master.pem")
+    }
+
+    /// The local admin operator's key, used by the `brine` CLI on this host.
+    pub fn admin_key_path(&self) -> PathBuf {
+        self.data_dir.join("operators").join("admin.pem")
+    }
+
+    /// The sled database.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+
+    /// The embedded NATS server's directory (config, JetStream store, pid).
+    pub fn nats_dir(&self) -> PathBuf {
+        self.data_dir.join("nats")
+    }
+
+    /// Where the master records the URL clients on this host should use.
+    pub fn client_url_path(&self) -> PathBuf {
+        self.data_dir.join("nats-url")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_means_defaults() {
+        let c = MasterConfig::parse("", None).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/brine/master"));
+        assert_eq!(c.subjects.prefix(), "brine");
+        assert!(!c.auto_accept);
+        assert!(matches!(c.nats, NatsMode::Embedded { listen, .. } if listen.port() == 4222));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name_and_line() {
+        let err = MasterConfig::parse("auto_accept = true\nauto_acept = true\n", Some(Path::new("/x/master.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/x/master.toml") && err.contains("auto_acept") && err.contains("line 2"), "{err}");
+        let err = MasterConfig::parse("[nats]\nurll = \"x\"\n", None).unwrap_err().to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = MasterConfig::parse("prefix = \"a b\"", None).unwrap_err().to_string();
+        assert!(err.contains("prefix"), "{err}");
+        let err = MasterConfig::parse("job_ttl = \"forever\"", None).unwrap_err().to_string();
+        assert!(err.contains("forever"), "{err}");
+        let err = MasterConfig::parse("[nats]\nlisten = \"nowhere\"", None).unwrap_err().to_string();
+        assert!(err.contains("nats.listen"), "{err}");
+        let err = MasterConfig::parse("[nats]\nurl = \"nats://x\"\nlisten = \"0.0.0.0:1\"", None).unwrap_err().to_string();
+        assert!(err.contains("cannot be combined"), "{err}");
+    }
+
+    #[test]
+    fn external_mode_keeps_the_password_out_of_debug_output() {
+        let c = MasterConfig::parse("[nats]\nurl = \"nats://h:4222\"\nuser = \"u\"\npassword = \"s3cret\"", None).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,251 @@
+//! Operator requests on `P.ctl.<op>`: signed by an operator key, checked, carried
+//! out, answered with a reply signed by the master.
+
+use crate::master::{ActiveJob, Shared, StartError};
+use crate::stats::Stats;
+use crate::store::JobCache;
+use brine_proto::envelope::{open_self_signed, seal, Stamp};
+use brine_proto::keys::Fingerprint;
+use brine_proto::msg::{
+    Ctl, CtlError, CtlErrorKind, CtlOp, CtlReply, CtlResult, Job, JobRecord, JobReport, KeyEntry, KeySelection,
+    RunRequest, RunStarted,
+};
+use brine_proto::{Target, TargetMatcher};
+use futures::StreamExt;
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Subscribes to `P.ctl.>` and returns the task that serves it.
+pub async fn serve(shared: Arc<Shared>) -> Result<impl Future<Output = ()>, StartError> {
+    let mut sub = shared
+        .client
+        .queue_subscribe(shared.cfg.subjects.all_ctl(), "brine-master".into())
+        .await
+        .map_err(|e| StartError::Connect { url: "ctl".into(), reason: e.to_string() })?;
+    Ok(async move {
+        while let Some(msg) = sub.next().await {
+            let shared = shared.clone();
+            tokio::spawn(async move { handle(&shared, msg).await });
+        }
+    })
+}
+
+fn error(kind: CtlErrorKind, message: impl Into<String>) -> CtlResult {
+    CtlResult::Error(CtlError { kind, message: message.into() })
+}
+
+async fn handle(shared: &Shared, msg: async_nats::Message) {
+    let Some(reply) = msg.reply.clone() else { return };
+    let now = brine_proto::time::now_ms();
+    let opened = match open_self_signed::<Ctl>(&msg.payload, now) {
+        Ok(o) => o,
+        Err(e) => {
+            Stats::bump(&shared.stats.ctl_refused);
+            tracing::warn!(subject = %msg.subject, error = %e, "refused an operator request");
+            return;
+        }
+    };
+    let Some(operator) = shared.operators.get(opened.signer.as_bytes()).cloned() else {
+        Stats::bump(&shared.stats.ctl_refused);
+        let fp = Fingerprint::of(&opened.signer);
+        tracing::warn!(signer = %fp.short(), op = opened.msg.op.name(), "refused a request from an unknown operator key");
+        answer(shared, &reply, &opened.msg.stamp.id, error(CtlErrorKind::Denied, format!("key {} is not an operator of this master", fp.short()))).await;
+        return;
+    };
+    let stamp = &opened.msg.stamp;
+    let fresh = shared
+        .ctl_replay
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .check_and_insert(&stamp.id, stamp.expires_at, now);
+    if let Err(e) = fresh {
+        Stats::bump(&shared.stats.ctl_refused);
+        tracing::warn!(operator, error = %e, "refused a replayed operator request");
+        return;
+    }
+    Stats::bump(&shared.stats.ctl_requests);
+    let request = stamp.id.clone();
+    let result = match opened.msg.op {
+        CtlOp::Run(run) => return start_job(shared, &operator, &reply, &request, run).await,
+        CtlOp::KeyList => shared
+            .registry
+            .listing(shared.key.verifying_key().to_bytes())
+            .map(CtlResult::Keys)
+            .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string())),
+        CtlOp::KeyAccept(sel) => change_keys(shared, &operator, "accept", &sel).await,
+        CtlOp::KeyReject(sel) => change_keys(shared, &operator, "reject", &sel).await,
+        CtlOp::KeyDelete(sel) => change_keys(shared, &operator, "delete", &sel).await,
+        CtlOp::KeyFinger(_) => shared
+            .registry
+            .listing(shared.key.verifying_key().to_bytes())
+            .map(CtlResult::Keys)
+            .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string())),
+        CtlOp::JobShow { jid } => match (shared.store.job(jid), shared.store.counts(jid), shared.store.returns(jid)) {
+            (Ok(Some(job)), Ok(counts), Ok(returns)) => {
+                CtlResult::Job(Box::new(JobReport { job, counts: counts.unwrap_or_default(), returns }))
+            }
+            (Ok(None), _, _) => error(CtlErrorKind::NotFound, format!("no job {jid} in the job cache")),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => error(CtlErrorKind::Internal, e.to_string()),
+        },
+        CtlOp::JobList { limit } => shared
+            .store
+            .list(limit.clamp(1, 10_000))
+            .map(CtlResult::Jobs)
+            .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string())),
+    };
+    answer(shared, &reply, &request, result).await;
+}
+
+async fn answer(shared: &Shared, subject: &str, request: &str, result: CtlResult) {
+    let reply = CtlReply { stamp: Stamp::random(Duration::from_secs(300)), request: request.to_string(), result };
+    match seal(&reply, &shared.key) {
+        Ok(bytes) => {
+            if let Err(e) = shared.client.publish(subject.to_string(), bytes.into()).await {
+                tracing::warn!(error = %e, "cannot answer an operator request");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot seal an operator reply"),
+    }
+}
+
+async fn change_keys(shared: &Shared, operator: &str, act: &str, sel: &KeySelection) -> CtlResult {
+    let outcome = match act {
+        "accept" => shared.registry.accept(sel),
+        "reject" => shared.registry.reject(sel),
+        _ => shared.registry.delete(sel),
+    };
+    let changed: Vec<KeyEntry> = match outcome {
+        Ok(c) => c,
+        Err(crate::keys::SelectError::Pattern { pattern, reason }) => {
+            return error(CtlErrorKind::BadRequest, format!("bad key pattern {pattern:?}: {reason}"))
+        }
+        Err(e) => return error(CtlErrorKind::Internal, e.to_string()),
+    };
+    if changed.is_empty() {
+        return CtlResult::KeysChanged(changed);
+    }
+    if let Err(e) = shared.registry.flush() {
+        return error(CtlErrorKind::Internal, e.to_string());
+    }
+    for entry in &changed {
+        if act != "accept" {
+            shared.presence.forget(&entry.id);
+        }
+        tracing::info!(operator, id = %entry.id, act, "key {act}ed");
+    }
+    // Accepted minions gain a NATS user; rejected and deleted ones lose theirs and are
+    // disconnected by the server's reload.
+    shared.sync_nats_users().await;
+    for entry in &changed {
+        let fp = Fingerprint::of_bytes(&entry.key).to_string();
+        shared
+            .emit(&format!("brine/key/{act}"), json!({"act": act, "id": entry.id, "fingerprint": fp, "operator": operator}))
+            .await;
+    }
+    CtlResult::KeysChanged(changed)
+}
+
+fn valid_function_name(fun: &str) -> bool {
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    fun.split_once('.').is_some_and(|(m, f)| ok(m) && ok(f))
+}
+
+async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, run: RunRequest) {
+    let matcher = match TargetMatcher::compile(&run.target) {
+        Ok(m) => m,
+        Err(e) => return answer(shared, reply, request, error(CtlErrorKind::BadRequest, e.to_string())).await,
+    };
+    if !valid_function_name(&run.fun) {
+        let msg = format!("{:?} is not a function name; use module.function, e.g. test.ping", run.fun);
+        return answer(shared, reply, request, error(CtlErrorKind::BadRequest, msg)).await;
+    }
+    let minions = shared.registry.accepted_matching(&matcher);
+    // Listed ids without an accepted key are reported as not returning, as Salt does.
+    let missing: Vec<String> = match &run.target {
+        Target::List(ids) => ids
+            .iter()
+            .filter(|id| !minions.iter().any(|m| m.as_str() == id.as_str()))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    if minions.is_empty() {
+        let msg = "No minions matched the target. No command was sent, no jid was assigned.";
+        return answer(shared, reply, request, error(CtlErrorKind::NoMatch, msg)).await;
+    }
+    let jid = shared.jids.next();
+    let record = JobRecord {
+        jid,
+        target: run.target.clone(),
+        fun: run.fun.clone(),
+        arg: run.arg.clone(),
+        kwarg: run.kwarg.clone(),
+        user: operator.to_string(),
+        minions: minions.clone(),
+        started_at: brine_proto::time::now_ms(),
+    };
+    if let Err(e) = shared.store.put_job(&record).and_then(|()| shared.store.flush()) {
+        tracing::error!(error = %e, "cannot store a new job");
+        return answer(shared, reply, request, error(CtlErrorKind::Internal, e.to_string())).await;
+    }
+    let job = Job {
+        stamp: Stamp::new(jid.to_string(), shared.cfg.job_ttl),
+        jid,
+        target: run.target.clone(),
+        fun: run.fun.clone(),
+        arg: run.arg,
+        kwarg: run.kwarg,
+        user: operator.to_string(),
+    };
+    let bytes: bytes::Bytes = match seal(&job, &shared.key) {
+        Ok(b) => b.into(),
+        Err(e) => return answer(shared, reply, request, error(CtlErrorKind::Internal, e.to_string())).await,
+    };
+    let offline = minions
+        .iter()
+        .filter(|m| !shared.presence.is_up(m, shared.cfg.presence_timeout))
+        .cloned()
+        .collect();
+    shared.active.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        jid,
+        ActiveJob {
+            targets: minions.iter().cloned().collect(),
+            watchers: run.stream_to.iter().map(|s| (s.clone(), request.to_string())).collect(),
+            remaining: minions.len(),
+            since: Instant::now(),
+        },
+    );
+    // Answer first: the operator's returns stream follows on the same connection, so
+    // it can never overtake this reply.
+    let started = RunStarted { jid, minions: minions.clone(), offline, missing };
+    answer(shared, reply, request, CtlResult::RunStarted(started)).await;
+    for minion in &minions {
+        if let Err(e) = shared.client.publish(shared.cfg.subjects.job(minion, jid), bytes.clone()).await {
+            tracing::error!(%jid, minion = %minion, error = %e, "cannot publish job");
+        }
+    }
+    Stats::bump(&shared.stats.jobs_published);
+    tracing::info!(%jid, operator, fun = %job.fun, target = %job.target, minions = minions.len(), "published job");
+    shared
+        .emit(
+            &format!("brine/job/{jid}/new"),
+            json!({"jid": jid, "fun": job.fun, "tgt": job.target.to_string(), "minions": minions, "user": operator}),
+        )
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_are_module_dot_function() {
+        assert!(valid_function_name("test.ping"));
+        assert!(valid_function_name("cmd.run_all"));
+        for bad in ["", "ping", "test.", ".ping", "a.b.c", "test.ping;rm", "test ping"] {
+            assert!(!valid_function_name(bad), "{bad}");
+        }
+    }
+}

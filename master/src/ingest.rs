@@ -1,0 +1,248 @@
+//! Return ingestion: the pipeline that turns minions' signed returns into stored job
+//! results.
+//!
+//! Returns arrive through a JetStream work-queue stream (`<PREFIX>_RET` on `P.ret.>`)
+//! read by one durable pull consumer, in batches: decode → verify against the
+//! minion's accepted key → store (idempotent by JID and minion) → flush → ack. A
+//! return is acknowledged only once it is durable, so a master that dies mid-batch
+//! gets the batch again. Anything that fails a check is dropped, acknowledged (it
+//! would fail again) and counted. Verified returns are then forwarded to operators
+//! following the job.
+
+use crate::master::{Shared, StartError};
+use crate::stats::Stats;
+use crate::store::JobCache;
+use async_nats::jetstream::{self, consumer::pull, stream};
+use brine_proto::envelope::{open, seal, OpenError, Stamp};
+use brine_proto::msg::{CtlReply, CtlResult, Return};
+use brine_proto::Jid;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most returns handled in one batch.
+const BATCH: usize = 1024;
+
+/// The ingestion pipeline's consumer.
+pub struct Ingest {
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+}
+
+impl Ingest {
+    /// Creates (or finds) the returns stream and the master's durable consumer.
+    pub async fn setup(shared: &Shared) -> Result<Ingest, StartError> {
+        let js = jetstream::new(shared.client.clone());
+        let subjects = &shared.cfg.subjects;
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: subjects.stream_name("RET"),
+                subjects: vec![subjects.all_rets()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                max_age: Duration::from_secs(7 * 24 * 3600),
+                duplicate_window: Duration::from_secs(120),
+                max_message_size: crate::nats::MAX_PAYLOAD as i32,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StartError::JetStream(e.to_string()))?;
+        let consumer = stream
+            .get_or_create_consumer(
+                "master",
+                pull::Config {
+                    durable_name: Some("master".into()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 50_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| StartError::JetStream(e.to_string()))?;
+        Ok(Ingest { consumer })
+    }
+
+    /// Runs the pipeline until the task is aborted.
+    pub async fn run(self, shared: Arc<Shared>) {
+        loop {
+            let messages = match self.consumer.stream().max_messages_per_batch(BATCH).messages().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the returns stream; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut batches = messages.ready_chunks(BATCH);
+            while let Some(batch) = batches.next().await {
+                let mut msgs = Vec::with_capacity(batch.len());
+                for m in batch {
+                    match m {
+                        Ok(m) => msgs.push(m),
+                        Err(e) => tracing::debug!(error = %e, "returns stream hiccup"),
+                    }
+                }
+                if !msgs.is_empty() {
+                    process(&shared, msgs).await;
+                }
+            }
+            tracing::warn!("the returns stream ended; resubscribing");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Why a single return was dropped.
+enum Drop {
+    Malformed(String),
+    UnknownMinion,
+    Signature(OpenError),
+    Stale(OpenError),
+    Unexpected,
+}
+
+/// Checks one message: its subject names the minion, the minion's accepted key signed
+/// it, the body agrees with the subject, and the job targeted that minion.
+fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Return, Drop> {
+    let (minion, jid_token) = shared
+        .cfg
+        .subjects
+        .parse_ret(subject)
+        .ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
+    let key = shared.registry.accepted_key(&minion).ok_or(Drop::UnknownMinion)?;
+    let ret: Return = open(payload, &key, now).map_err(|e| match e {
+        OpenError::Expired(_) | OpenError::FromTheFuture(_) | OpenError::BadStamp(_) => Drop::Stale(e),
+        OpenError::Malformed(m) => Drop::Malformed(m),
+        e => Drop::Signature(e),
+    })?;
+    if ret.id != minion || ret.jid.to_string() != jid_token {
+        return Err(Drop::Malformed(format!("return for {} / {} on subject {subject}", ret.id, ret.jid)));
+    }
+    let targeted = {
+        let active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
+        active.get(&ret.jid).map(|j| j.targets.contains(&minion))
+    };
+    let targeted = match targeted {
+        Some(t) => t,
+        // Not in memory (an old job, or the master restarted): ask the job cache.
+        None => matches!(shared.store.job(ret.jid), Ok(Some(job)) if job.minions.contains(&minion)),
+    };
+    if !targeted {
+        return Err(Drop::Unexpected);
+    }
+    Ok(ret)
+}
+
+async fn process(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) {
+    let work = shared.clone();
+    let inputs: Vec<(String, bytes::Bytes)> = msgs.iter().map(|m| (m.subject.to_string(), m.payload.clone())).collect();
+    // Verification and the store are CPU and disk work: keep them off the async threads.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let now = brine_proto::time::now_ms();
+        let mut good = Vec::with_capacity(inputs.len());
+        for (subject, payload) in &inputs {
+            match verify(&work, subject, payload, now) {
+                Ok(r) => good.push(r),
+                Err(why) => count_drop(&work, subject, why),
+            }
+        }
+        let fresh = work.store.put_returns(&good)?;
+        work.store.flush()?;
+        Ok::<_, crate::store::StoreError>((good, fresh))
+    })
+    .await;
+    let (good, fresh) = match outcome {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            // Not acknowledged: JetStream redelivers after ack_wait, nothing is lost.
+            tracing::error!(error = %e, "cannot store returns; they will be redelivered");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "return verification task failed");
+            return;
+        }
+    };
+    for m in &msgs {
+        if let Err(e) = m.ack().await {
+            tracing::warn!(error = %e, "cannot acknowledge a return");
+        }
+    }
+    let mut new_returns = Vec::new();
+    for (r, is_new) in good.into_iter().zip(fresh) {
+        if is_new {
+            Stats::bump(&shared.stats.returns_stored);
+            new_returns.push(r);
+        } else {
+            Stats::bump(&shared.stats.returns_duplicate);
+        }
+    }
+    forward(shared, new_returns).await;
+}
+
+fn count_drop(shared: &Shared, subject: &str, why: Drop) {
+    let s = &shared.stats;
+    match why {
+        Drop::Malformed(m) => {
+            Stats::bump(&s.returns_malformed);
+            tracing::warn!(subject, reason = %m, "dropped a malformed return");
+        }
+        Drop::UnknownMinion => {
+            Stats::bump(&s.returns_unknown_minion);
+            tracing::warn!(subject, "dropped a return from a minion without an accepted key");
+        }
+        Drop::Signature(e) => {
+            Stats::bump(&s.returns_bad_signature);
+            tracing::warn!(subject, error = %e, "dropped a return that failed verification");
+        }
+        Drop::Stale(e) => {
+            Stats::bump(&s.returns_stale);
+            tracing::warn!(subject, error = %e, "dropped a stale return");
+        }
+        Drop::Unexpected => {
+            Stats::bump(&s.returns_unexpected);
+            tracing::warn!(subject, "dropped a return for a job that did not target its minion");
+        }
+    }
+}
+
+/// Sends new returns to the operators following their jobs, one signed message per
+/// job and operator per batch.
+async fn forward(shared: &Shared, returns: Vec<Return>) {
+    if returns.is_empty() {
+        return;
+    }
+    let mut by_job: HashMap<Jid, Vec<Return>> = HashMap::new();
+    for r in returns {
+        by_job.entry(r.jid).or_default().push(r);
+    }
+    for (jid, rets) in by_job {
+        let watchers = {
+            let mut active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(job) = active.get_mut(&jid) else { continue };
+            job.remaining = job.remaining.saturating_sub(rets.len());
+            let w = job.watchers.clone();
+            if job.remaining == 0 {
+                active.remove(&jid);
+            }
+            w
+        };
+        for (subject, request) in watchers {
+            let reply = CtlReply {
+                stamp: Stamp::random(Duration::from_secs(300)),
+                request,
+                result: CtlResult::Returns(rets.clone()),
+            };
+            match seal(&reply, &shared.key) {
+                Ok(bytes) => {
+                    if let Err(e) = shared.client.publish(subject, bytes.into()).await {
+                        tracing::debug!(error = %e, "cannot forward returns");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot seal forwarded returns"),
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The brine master and the operator CLI.
+//!
+//! - [`config`]: `master.toml`.
+//! - [`master`]: the running master and its shared state.
+//! - [`keys`]: the key registry (pending / accepted / rejected / denied).
+//! - [`nats`]: the embedded, supervised `nats-server`.
+//! - [`enroll`], [`ctl`], [`ingest`], [`presence`]: the services.
+//! - [`store`]: the job cache.
+//! - [`cli`]: the `brine` command.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod ctl;
+pub mod enroll;
+pub mod ingest;
+pub mod keys;
+pub mod master;
+pub mod nats;
+pub mod presence;
+pub mod stats;
+pub mod store;
+
+pub use config::MasterConfig;
+pub use master::Master;

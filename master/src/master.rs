@@ -1,0 +1,251 @@
+//! The running master: opens the store and keys, brings up NATS (embedded or
+//! external), and runs the services — enrollment, operator requests, return
+//! ingestion, presence — as tasks over one shared state.
+
+use crate::config::{ExternalAuth, MasterConfig, NatsMode};
+use crate::keys::Registry;
+use crate::nats::{EmbeddedNats, Layout, Users};
+use crate::presence::Presence;
+use crate::stats::{Stats, StatsSnapshot};
+use crate::store::{JobCache, Store, StoreError};
+use brine_proto::envelope::{seal, Stamp};
+use brine_proto::msg::Event;
+use brine_proto::{Jid, JidGenerator, MinionId, Value};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Why the master could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Key(#[from] brine_proto::keys::KeyError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Nats(#[from] crate::nats::NatsError),
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("cannot set up JetStream: {0}")]
+    JetStream(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// A job the master is waiting on: who was targeted and who follows its returns.
+pub(crate) struct ActiveJob {
+    pub targets: HashSet<MinionId>,
+    /// (subject, request id) of operators streaming its returns.
+    pub watchers: Vec<(String, String)>,
+    pub remaining: usize,
+    pub since: Instant,
+}
+
+/// State shared by the master's services.
+pub struct Shared {
+    pub cfg: MasterConfig,
+    pub key: SigningKey,
+    /// Operators by public key: name.
+    pub operators: HashMap<[u8; 32], String>,
+    pub registry: Registry,
+    pub store: Store,
+    pub jids: JidGenerator,
+    pub client: async_nats::Client,
+    pub embedded: Option<EmbeddedNats>,
+    pub presence: Presence,
+    pub stats: Stats,
+    pub(crate) active: Mutex<HashMap<Jid, ActiveJob>>,
+    pub(crate) ctl_replay: Mutex<brine_proto::replay::ReplayWindow>,
+    enroll_password: String,
+}
+
+impl Shared {
+    /// Publishes an event signed by the master on `P.event.master.<tag>`.
+    pub async fn emit(&self, tag: &str, data: Value) {
+        let event = Event { stamp: Stamp::random(Duration::from_secs(3600)), tag: tag.to_string(), data };
+        match seal(&event, &self.key) {
+            Ok(bytes) => {
+                let subject = self.cfg.subjects.event("master", tag);
+                if let Err(e) = self.client.publish(subject, bytes.into()).await {
+                    tracing::warn!(tag, error = %e, "cannot publish event");
+                }
+            }
+            Err(e) => tracing::warn!(tag, error = %e, "cannot seal event"),
+        }
+    }
+
+    /// Rewrites the embedded server's users from the registry and reloads it.
+    pub async fn sync_nats_users(&self) {
+        let Some(embedded) = &self.embedded else { return };
+        if let Err(e) = embedded.reload(self.users_section()).await {
+            tracing::error!(error = %e, "cannot reload the embedded NATS users");
+        }
+    }
+
+    fn users_section(&self) -> String {
+        let users = Users {
+            master: self.key.verifying_key(),
+            operators: self
+                .operators
+                .iter()
+                .filter_map(|(k, name)| VerifyingKey::from_bytes(k).ok().map(|k| (name.clone(), k)))
+                .collect(),
+            minions: self.registry.accepted(),
+        };
+        crate::nats::render_users(&users, &self.cfg.subjects, &self.enroll_password)
+    }
+
+    /// Forgets active jobs nobody can still be waiting for.
+    pub(crate) fn sweep_active(&self) {
+        let max_age = self.cfg.job_ttl + Duration::from_secs(60);
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, j| j.since.elapsed() < max_age);
+    }
+}
+
+/// A running master.
+pub struct Master {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn connect(url: &str, opts: async_nats::ConnectOptions) -> Result<async_nats::Client, StartError> {
+    opts.name("brine-master")
+        .max_reconnects(None)
+        .connect(url)
+        .await
+        .map_err(|e| StartError::Connect { url: url.to_string(), reason: e.to_string() })
+}
+
+impl Master {
+    /// Starts the master and all its services.
+    pub async fn start(cfg: MasterConfig) -> Result<Master, StartError> {
+        brine_proto::keys::create_private_dir(&cfg.data_dir)
+            .map_err(|source| StartError::Write { path: cfg.data_dir.clone(), source })?;
+        let (key, created) = brine_proto::keys::load_or_create_key(&cfg.master_key_path())?;
+        if created {
+            tracing::info!(path = %cfg.master_key_path().display(), "created the master key");
+        }
+        brine_proto::keys::write_public_key(&cfg.data_dir.join("master.pub"), &key.verifying_key())?;
+        let (admin, _) = brine_proto::keys::load_or_create_key(&cfg.admin_key_path())?;
+        let mut operators = HashMap::new();
+        operators.insert(admin.verifying_key().to_bytes(), "admin".to_string());
+
+        let store = Store::open(&cfg.db_path())?;
+        let registry = Registry::open(&store)?;
+        let jids = JidGenerator::starting_after(store.latest_jid()?);
+        let enroll_password = brine_proto::envelope::random_id();
+
+        let (client, embedded) = match &cfg.nats {
+            NatsMode::Embedded { listen, server_bin } => {
+                let layout = Layout { dir: cfg.nats_dir(), bin: server_bin.clone(), listen: *listen };
+                let users = Users {
+                    master: key.verifying_key(),
+                    operators: vec![("admin".into(), admin.verifying_key())],
+                    minions: registry.accepted(),
+                };
+                let section = crate::nats::render_users(&users, &cfg.subjects, &enroll_password);
+                let embedded = EmbeddedNats::start(layout, section).await?;
+                let seed = crate::nats::nkey_seed(&key).map_err(|reason| StartError::Connect {
+                    url: embedded.client_url().to_string(),
+                    reason,
+                })?;
+                let client = connect(embedded.client_url(), async_nats::ConnectOptions::with_nkey(seed)).await?;
+                (client, Some(embedded))
+            }
+            NatsMode::External { url, auth } => {
+                let opts = match auth {
+                    ExternalAuth::None => async_nats::ConnectOptions::new(),
+                    ExternalAuth::UserPassword { user, password } => {
+                        async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+                    }
+                    ExternalAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
+                        .await
+                        .map_err(|e| StartError::Connect { url: url.clone(), reason: e.to_string() })?,
+                };
+                (connect(url, opts).await?, None)
+            }
+        };
+        let client_url = match (&embedded, &cfg.nats) {
+            (Some(e), _) => e.client_url().to_string(),
+            (None, NatsMode::External { url, .. }) => url.clone(),
+            (None, NatsMode::Embedded { .. }) => unreachable!("embedded mode always has a server"),
+        };
+        std::fs::write(cfg.client_url_path(), format!("{client_url}\n"))
+            .map_err(|source| StartError::Write { path: cfg.client_url_path(), source })?;
+
+        let shared = Arc::new(Shared {
+            cfg,
+            key,
+            operators,
+            registry,
+            store,
+            jids,
+            client,
+            embedded,
+            presence: Presence::default(),
+            stats: Stats::default(),
+            active: Mutex::new(HashMap::new()),
+            ctl_replay: Mutex::new(brine_proto::replay::ReplayWindow::new()),
+            enroll_password,
+        });
+
+        let ingest = crate::ingest::Ingest::setup(&shared).await?;
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(ingest.run(shared.clone())));
+        tasks.push(tokio::spawn(crate::enroll::serve(shared.clone()).await?));
+        tasks.push(tokio::spawn(crate::ctl::serve(shared.clone()).await?));
+        tasks.push(tokio::spawn(crate::presence::serve(shared.clone()).await?));
+        let sweeper = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                sweeper.sweep_active();
+            }
+        }));
+        // Make sure the subscriptions are registered with the server before anyone is
+        // told the master is up.
+        let _ = shared.client.flush().await;
+        tracing::info!(nats = %client_url, prefix = shared.cfg.subjects.prefix(), "brine-master is up");
+        Ok(Master { shared, tasks })
+    }
+
+    /// The shared state (for in-process tests and tools).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The URL of the NATS server the master uses.
+    pub fn nats_url(&self) -> String {
+        std::fs::read_to_string(self.shared.cfg.client_url_path()).unwrap_or_default().trim().to_string()
+    }
+
+    /// The master's public key.
+    pub fn public_key(&self) -> VerifyingKey {
+        self.shared.key.verifying_key()
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stops the services and the embedded server, flushing the store.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.shared.client.flush().await;
+        if let Err(e) = self.shared.store.flush() {
+            tracing::error!(error = %e, "cannot flush the job cache");
+        }
+        if let Some(e) = &self.shared.embedded {
+            e.shutdown().await;
+        }
+    }
+}
