@@ -1,0 +1,13 @@
+//! The brine minion: the agent that runs on every managed host, and `brine-call`.
+//!
+//! - [`config`]: `minion.toml`.
+//! - [`minion`]: enrollment, the NATS session, job checks and execution, returns.
+//! - [`replay`]: the on-disk memory of accepted jobs.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod minion;
+pub mod replay;
+
+pub use config::MinionConfig;
+pub use minion::{Minion, Status};

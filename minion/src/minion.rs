@@ -1,0 +1,512 @@
+//! The minion agent: enroll until the master accepts the key, then hold a session on
+//! the master's NATS under the minion's own identity, take jobs from its own subject,
+//! check each one (master signature, expiry, replay, target), run it on a bounded
+//! pool and publish the signed return through JetStream.
+
+use crate::config::{MinionConfig, NatsAuth};
+use crate::replay::{ReplayCache, ReplayError};
+use async_nats::jetstream;
+use brine_proto::envelope::{open, seal, Envelope, Stamp};
+use brine_proto::keys::Fingerprint;
+use brine_proto::msg::{EnrollReply, EnrollRequest, Job, KeyStatus, Presence, Return};
+use brine_proto::{Jid, Map, TargetMatcher, Value};
+use brine_states::exec::{CallError, CancelFlag, Context};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+/// Where the minion stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Loading keys and grains.
+    Starting,
+    /// Asking the master to accept the key; the last answer, if any.
+    Enrolling(Option<KeyStatus>),
+    /// Connected under its own identity, taking jobs.
+    Connected,
+}
+
+/// Why the minion could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Key(#[from] brine_proto::keys::KeyError),
+    #[error("minion database {path}: {source}")]
+    Db { path: std::path::PathBuf, source: sled::Error },
+}
+
+/// Counters of what the minion did with the jobs it received.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub jobs_run: AtomicU64,
+    pub jobs_refused: AtomicU64,
+    pub returns_published: AtomicU64,
+}
+
+/// A copy of [`Counters`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CountersSnapshot {
+    pub jobs_run: u64,
+    pub jobs_refused: u64,
+    pub returns_published: u64,
+}
+
+struct Shared {
+    cfg: MinionConfig,
+    key: SigningKey,
+    master: Mutex<Option<VerifyingKey>>,
+    replay: ReplayCache,
+    grains: Arc<Map>,
+    running: Mutex<HashMap<Jid, CancelFlag>>,
+    workers: Arc<Semaphore>,
+    started_at: u64,
+    status: watch::Sender<Status>,
+    counters: Counters,
+}
+
+/// A running minion.
+pub struct Minion {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Minion {
+    /// Loads (or creates) the key, the pinned master key and the replay cache, collects
+    /// grains and starts the agent in the background.
+    pub async fn start(cfg: MinionConfig) -> Result<Minion, StartError> {
+        brine_proto::keys::create_private_dir(&cfg.data_dir)
+            .map_err(|source| brine_proto::keys::KeyError::Io { path: cfg.data_dir.clone(), source })?;
+        let (key, created) = brine_proto::keys::load_or_create_key(&cfg.key_path())?;
+        if created {
+            tracing::info!(path = %cfg.key_path().display(), "created the minion key");
+        }
+        let master = match brine_proto::keys::load_public_key(&cfg.master_pub_path()) {
+            Ok(k) => Some(k),
+            Err(brine_proto::keys::KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let db_err = |source| StartError::Db { path: cfg.db_path(), source };
+        let db = sled::Config::new().path(cfg.db_path()).cache_capacity(4 * 1024 * 1024).open().map_err(db_err)?;
+        let replay = ReplayCache::open(db.open_tree("replay").map_err(db_err)?, brine_proto::time::now_ms()).map_err(db_err)?;
+        let (id, custom) = (cfg.id.to_string(), cfg.grains.clone());
+        let grains = tokio::task::spawn_blocking(move || brine_states::grains::collect(&id, &custom))
+            .await
+            .unwrap_or_default();
+        let (status, _) = watch::channel(Status::Starting);
+        let shared = Arc::new(Shared {
+            workers: Arc::new(Semaphore::new(cfg.workers)),
+            cfg,
+            key,
+            master: Mutex::new(master),
+            replay,
+            grains: Arc::new(grains),
+            running: Mutex::new(HashMap::new()),
+            started_at: brine_proto::time::now_ms(),
+            status,
+            counters: Counters::default(),
+        });
+        let task = tokio::spawn(run(shared.clone()));
+        Ok(Minion { shared, task })
+    }
+
+    /// Follows the minion's status.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.shared.status.subscribe()
+    }
+
+    /// Waits until the minion is connected and taking jobs, up to `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.status();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s == Status::Connected)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// The minion's public key.
+    pub fn public_key(&self) -> VerifyingKey {
+        self.shared.key.verifying_key()
+    }
+
+    /// What the minion did so far.
+    pub fn counters(&self) -> CountersSnapshot {
+        let c = &self.shared.counters;
+        CountersSnapshot {
+            jobs_run: c.jobs_run.load(Ordering::Relaxed),
+            jobs_refused: c.jobs_refused.load(Ordering::Relaxed),
+            returns_published: c.returns_published.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the agent.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Doubling waits between `min` and `max`, each with ±20 % jitter so that many
+/// minions do not retry in lockstep.
+struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff { next: min, min, max }
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    fn next_wait(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        jitter(base)
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let _ = getrandom::getrandom(&mut b);
+    let frac = u16::from_le_bytes(b) as f64 / u16::MAX as f64; // 0..1
+    d.mul_f64(0.8 + 0.4 * frac)
+}
+
+async fn run(sh: Arc<Shared>) {
+    let mut backoff = Backoff::new(sh.cfg.enroll_retry_min, sh.cfg.enroll_retry_max);
+    loop {
+        enroll(&sh).await;
+        match session(&sh).await {
+            SessionEnd::Revoked => {
+                tracing::warn!("the master revoked this minion's access; enrolling again");
+                backoff.reset();
+            }
+            SessionEnd::ConnectFailed(e) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot connect to the master's NATS");
+                let _ = sh.status.send(Status::Enrolling(Some(KeyStatus::Accepted)));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Asks the master to accept the key until it does.
+async fn enroll(sh: &Shared) {
+    let _ = sh.status.send(Status::Enrolling(None));
+    let mut backoff = Backoff::new(sh.cfg.enroll_retry_min, sh.cfg.enroll_retry_max);
+    let subjects = &sh.cfg.subjects;
+    let mut last: Option<KeyStatus> = None;
+    loop {
+        let client = match async_nats::ConnectOptions::new()
+            .custom_inbox_prefix(subjects.enroll_inbox())
+            .name(format!("brine-minion {} (enrolling)", sh.cfg.id))
+            .connection_timeout(Duration::from_secs(5))
+            .connect(sh.cfg.master_url.as_str())
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(master = %sh.cfg.master_url, error = %e, retry_in = ?wait, "cannot reach the master");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        };
+        loop {
+            let req = EnrollRequest {
+                stamp: Stamp::random(Duration::from_secs(60)),
+                id: sh.cfg.id.clone(),
+                key: sh.key.verifying_key().to_bytes(),
+                version: brine_proto::VERSION.into(),
+            };
+            let Ok(bytes) = seal(&req, &sh.key) else { return };
+            let answer = tokio::time::timeout(Duration::from_secs(10), client.request(subjects.enroll(), bytes.into())).await;
+            match answer {
+                Ok(Ok(msg)) => match check_enroll_reply(sh, &req, &msg.payload) {
+                    Ok(KeyStatus::Accepted) => {
+                        tracing::info!("the master accepted this minion's key");
+                        return;
+                    }
+                    Ok(status) => {
+                        if last != Some(status) {
+                            let fp = Fingerprint::of(&sh.key.verifying_key());
+                            match status {
+                                KeyStatus::Pending => tracing::info!(
+                                    fingerprint = %fp,
+                                    "key is pending on the master; accept it there with `brine key accept {}`",
+                                    sh.cfg.id
+                                ),
+                                KeyStatus::Rejected => tracing::error!(fingerprint = %fp, "the master has rejected this minion's key"),
+                                _ => tracing::error!(
+                                    fingerprint = %fp,
+                                    "the master holds a different key for id {}; this key is denied (delete the old key on the master if this host was reinstalled)",
+                                    sh.cfg.id
+                                ),
+                            }
+                        }
+                        last = Some(status);
+                        let _ = sh.status.send(Status::Enrolling(Some(status)));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ignoring an enrollment answer"),
+                },
+                Ok(Err(e)) => tracing::warn!(error = %e, "no answer to enrollment (is brine-master running?)"),
+                Err(_) => tracing::warn!("enrollment request timed out"),
+            }
+            tokio::time::sleep(backoff.next_wait()).await;
+        }
+    }
+}
+
+/// Checks an enrollment answer: signed by the master we trust (pinning it on first
+/// contact), answering our request, about us.
+fn check_enroll_reply(sh: &Shared, req: &EnrollRequest, payload: &[u8]) -> Result<KeyStatus, String> {
+    let env = Envelope::decode(payload).map_err(|e| e.to_string())?;
+    let signer = VerifyingKey::from_bytes(&env.signer).map_err(|_| "bad signer key".to_string())?;
+    let pinned = *sh.master.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pinned) = pinned {
+        if pinned != signer {
+            return Err(format!(
+                "answer signed by {} but this minion trusts master key {} ({})",
+                Fingerprint::of(&signer),
+                Fingerprint::of(&pinned),
+                sh.cfg.master_pub_path().display()
+            ));
+        }
+    } else if let Some(want) = sh.cfg.master_finger {
+        if Fingerprint::of(&signer) != want {
+            return Err(format!("answer signed by {} but master_finger is {want}", Fingerprint::of(&signer)));
+        }
+    }
+    let reply: EnrollReply = open(payload, &signer, brine_proto::time::now_ms()).map_err(|e| e.to_string())?;
+    if reply.request != req.stamp.id || reply.id != req.id {
+        return Err("answer to another request".into());
+    }
+    if pinned.is_none() {
+        brine_proto::keys::write_public_key(&sh.cfg.master_pub_path(), &signer).map_err(|e| e.to_string())?;
+        *sh.master.lock().unwrap_or_else(|e| e.into_inner()) = Some(signer);
+        tracing::info!(fingerprint = %Fingerprint::of(&signer), "pinned the master's key");
+    }
+    Ok(reply.status)
+}
+
+enum SessionEnd {
+    /// The server no longer lets this identity in (key deleted or rejected).
+    Revoked,
+    ConnectFailed(String),
+}
+
+fn is_auth_problem(ev: &async_nats::Event) -> bool {
+    match ev {
+        async_nats::Event::ServerError(async_nats::ServerError::AuthorizationViolation) => true,
+        async_nats::Event::ServerError(async_nats::ServerError::Other(s))
+        | async_nats::Event::ClientError(async_nats::ClientError::Other(s)) => {
+            let s = s.to_lowercase();
+            s.contains("authorization") || s.contains("authentication")
+        }
+        _ => false,
+    }
+}
+
+/// Connects under the minion's own identity and serves jobs until access is revoked.
+async fn session(sh: &Arc<Shared>) -> SessionEnd {
+    let subjects = &sh.cfg.subjects;
+    let id = &sh.cfg.id;
+    let (ev_tx, mut events) = mpsc::channel::<async_nats::Event>(64);
+    let mut opts = match sh.cfg.nats_auth {
+        NatsAuth::Nkey => {
+            let seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, sh.key.to_bytes()).and_then(|k| k.seed());
+            match seed {
+                Ok(seed) => async_nats::ConnectOptions::with_nkey(seed),
+                Err(e) => return SessionEnd::ConnectFailed(e.to_string()),
+            }
+        }
+        NatsAuth::None => async_nats::ConnectOptions::new(),
+    };
+    opts = opts
+        .custom_inbox_prefix(subjects.minion_inbox(id))
+        .name(format!("brine-minion {id}"))
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| jitter(Duration::from_millis(100) * 2u32.saturating_pow(attempts.min(7) as u32)).min(Duration::from_secs(15)))
+        .event_callback(move |ev| {
+            let tx = ev_tx.clone();
+            async move {
+                let _ = tx.send(ev).await;
+            }
+        });
+    let client = match opts.connect(sh.cfg.master_url.as_str()).await {
+        Ok(c) => c,
+        Err(e) => {
+            return match e.kind() {
+                async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication => {
+                    SessionEnd::Revoked
+                }
+                _ => SessionEnd::ConnectFailed(e.to_string()),
+            }
+        }
+    };
+    let mut jobs = match client.subscribe(subjects.jobs_of(id)).await {
+        Ok(s) => s,
+        Err(e) => return SessionEnd::ConnectFailed(e.to_string()),
+    };
+    let _ = client.flush().await;
+    let js = jetstream::new(client.clone());
+    let _ = sh.status.send(Status::Connected);
+    tracing::info!(master = %sh.cfg.master_url, "connected; taking jobs");
+    let mut tick = tokio::time::interval(sh.cfg.presence_interval);
+    loop {
+        tokio::select! {
+            msg = jobs.next() => match msg {
+                Some(msg) => {
+                    let (sh, js) = (sh.clone(), js.clone());
+                    tokio::spawn(async move { handle_job(&sh, &js, msg).await });
+                }
+                None => return SessionEnd::ConnectFailed("job subscription closed".into()),
+            },
+            Some(ev) = events.recv() => {
+                if is_auth_problem(&ev) {
+                    return SessionEnd::Revoked;
+                }
+                match ev {
+                    async_nats::Event::Connected => {
+                        tracing::info!("reconnected to the master's NATS");
+                        publish_presence(sh, &client).await;
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("disconnected from the master's NATS; reconnecting"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            }
+            _ = tick.tick() => publish_presence(sh, &client).await,
+        }
+    }
+}
+
+async fn publish_presence(sh: &Shared, client: &async_nats::Client) {
+    let running = sh.running.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+    let p = Presence {
+        stamp: Stamp::random(sh.cfg.presence_interval * 3),
+        id: sh.cfg.id.clone(),
+        version: brine_proto::VERSION.into(),
+        started_at: sh.started_at,
+        running,
+    };
+    if let Ok(bytes) = seal(&p, &sh.key) {
+        if let Err(e) = client.publish(sh.cfg.subjects.presence(&sh.cfg.id), bytes.into()).await {
+            tracing::debug!(error = %e, "cannot publish presence");
+        }
+    }
+}
+
+/// Why a job was refused.
+fn refuse(sh: &Shared, subject: &str, why: &str) {
+    sh.counters.jobs_refused.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(subject, "refused a job: {why}");
+}
+
+/// Checks a job and, if it passes, runs it and publishes the return.
+async fn handle_job(sh: &Arc<Shared>, js: &jetstream::Context, msg: async_nats::Message) {
+    let subject = msg.subject.to_string();
+    let now = brine_proto::time::now_ms();
+    let Some(master) = *sh.master.lock().unwrap_or_else(|e| e.into_inner()) else {
+        return refuse(sh, &subject, "no pinned master key");
+    };
+    let job: Job = match open(&msg.payload, &master, now) {
+        Ok(j) => j,
+        Err(e) => return refuse(sh, &subject, &e.to_string()),
+    };
+    if subject != sh.cfg.subjects.job(&sh.cfg.id, job.jid) || job.stamp.id != job.jid.to_string() {
+        return refuse(sh, &subject, "its subject does not match its JID");
+    }
+    match TargetMatcher::compile(&job.target) {
+        Ok(m) if m.matches(sh.cfg.id.as_str()) => {}
+        Ok(_) => return refuse(sh, &subject, &format!("target {} does not match this minion", job.target)),
+        Err(e) => return refuse(sh, &subject, &format!("bad target: {e}")),
+    }
+    match sh.replay.check_and_insert(&job.stamp.id, job.stamp.expires_at, now) {
+        Ok(()) => {}
+        Err(ReplayError::Replayed(e)) => return refuse(sh, &subject, &e.to_string()),
+        Err(e) => return refuse(sh, &subject, &e.to_string()),
+    }
+    let ret = run_job(sh, job).await;
+    publish_return(sh, js, &ret).await;
+}
+
+/// The text of a failed call, in Salt's words.
+pub fn error_text(fun: &str, err: &CallError) -> String {
+    match err {
+        CallError::Unknown(_) => err.to_string(),
+        CallError::BadArguments { .. } => err.to_string(),
+        CallError::Failed(msg) => format!("ERROR: {msg}"),
+    }
+    .replace("{fun}", fun)
+}
+
+async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
+    let permit = sh.workers.clone().acquire_owned().await;
+    let cancel = CancelFlag::default();
+    sh.running.lock().unwrap_or_else(|e| e.into_inner()).insert(job.jid, cancel.clone());
+    let started_at = brine_proto::time::now_ms();
+    let t0 = Instant::now();
+    let ctx = Context { grains: sh.grains.clone(), cancel };
+    let (fun, arg, kwarg) = (job.fun.clone(), job.arg, job.kwarg);
+    tracing::info!(jid = %job.jid, fun = %fun, user = %job.user, "running job");
+    let result = tokio::task::spawn_blocking(move || brine_states::exec::call(&fun, &ctx, arg, kwarg)).await;
+    sh.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.jid);
+    drop(permit);
+    sh.counters.jobs_run.fetch_add(1, Ordering::Relaxed);
+    let (ret, retcode) = match result {
+        Ok(Ok(out)) => (out.ret, out.retcode),
+        Ok(Err(e)) => (Value::String(error_text(&job.fun, &e)), 1),
+        Err(e) => (Value::String(format!("The minion function caused an exception: {e}")), 1),
+    };
+    Return {
+        stamp: Stamp::new(job.jid.to_string(), brine_proto::envelope::MAX_TTL),
+        jid: job.jid,
+        id: sh.cfg.id.clone(),
+        fun: job.fun,
+        ret,
+        retcode,
+        success: retcode == 0,
+        started_at,
+        duration_ms: t0.elapsed().as_millis() as u64,
+    }
+}
+
+/// Publishes a return through JetStream until the server acknowledges it.
+async fn publish_return(sh: &Shared, js: &jetstream::Context, ret: &Return) {
+    let bytes: bytes::Bytes = match seal(ret, &sh.key) {
+        Ok(b) => b.into(),
+        Err(e) => return tracing::error!(jid = %ret.jid, error = %e, "cannot seal the return"),
+    };
+    let subject = sh.cfg.subjects.ret(&sh.cfg.id, ret.jid);
+    let msg_id = format!("{}.{}", sh.cfg.id.token(), ret.jid);
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let publish = jetstream::message::PublishMessage::build().payload(bytes.clone()).message_id(msg_id.as_str());
+        let outcome = match js.send_publish(subject.clone(), publish).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                sh.counters.returns_published.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(e) if started.elapsed() > Duration::from_secs(600) => {
+                return tracing::error!(jid = %ret.jid, error = %e, "giving up on publishing the return after 10 minutes");
+            }
+            Err(e) => tracing::warn!(jid = %ret.jid, error = %e, "return not acknowledged yet; retrying"),
+        }
+        tokio::time::sleep(jitter(delay)).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
