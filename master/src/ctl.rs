@@ -133,7 +133,7 @@ async fn change_keys(shared: &Shared, operator: &str, act: &str, sel: &KeySelect
         if act != "accept" {
             shared.presence.forget(&entry.id);
         }
-        tracing::info!(operator, id = %entry.id, act, "key {act}ed");
+        tracing::info!(operator, id = %entry.id, "key {}", crate::cli::past(act));
     }
     // Accepted minions gain a NATS user; rejected and deleted ones lose theirs and are
     // disconnected by the server's reload.

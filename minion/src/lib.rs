@@ -5,6 +5,7 @@
 //! - [`replay`]: the on-disk memory of accepted jobs.
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod config;
 pub mod minion;
 pub mod replay;

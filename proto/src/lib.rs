@@ -18,6 +18,7 @@ pub mod id;
 pub mod jid;
 pub mod keys;
 pub mod msg;
+pub mod output;
 pub mod replay;
 pub mod subject;
 pub mod target;

@@ -1,1 +1,140 @@
-//! placeholder
+//! `brine`, the operator CLI: run jobs, manage keys, read the job cache.
+//!
+//! The commands are library functions over an [`Io`] (stdout, stderr, stdin), so tests
+//! run them in-process and check exactly what an operator would see.
+
+pub mod client;
+mod job;
+mod key;
+mod run;
+
+pub(crate) use key::past;
+
+use crate::config::MasterConfig;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+/// Exit codes of `brine`.
+pub mod exit {
+    /// Everything targeted returned success.
+    pub const OK: u8 = 0;
+    /// A minion returned a failure or did not return.
+    pub const FAILED: u8 = 1;
+    /// Nothing ran: no minion matched, the request was refused, or the master could not
+    /// be reached.
+    pub const NOTHING_RAN: u8 = 2;
+    /// The command line was wrong.
+    pub const USAGE: u8 = 64;
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   every targeted minion returned, and returned success
+  1   a minion returned a failure (non-zero retcode) or did not return
+  2   nothing ran: no minion matched, the master refused the request, or the
+      master could not be reached
+  64  the command line is wrong";
+
+/// brine: run commands and states on a fleet of minions.
+#[derive(Debug, Parser)]
+#[command(name = "brine", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The master's config file (the CLI finds the master's NATS address and the
+    /// operator key through it).
+    #[arg(short, long, global = true, env = "BRINE_MASTER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Colour: auto (only on a terminal, never with NO_COLOR), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutFormat {
+    /// Salt's nested layout (the default).
+    Nested,
+    /// JSON, one document per minion (or one for all with --static).
+    Json,
+    /// YAML.
+    Yaml,
+    /// `id: value` lines.
+    Txt,
+    /// Print nothing; only the exit code tells.
+    Quiet,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a function on the targeted minions and print their returns.
+    #[command(after_help = EXIT_CODES)]
+    Run(run::RunArgs),
+    /// Manage minion keys (like salt-key).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Read the job cache (like salt-run jobs.*).
+    #[command(subcommand)]
+    Job(job::JobCommand),
+}
+
+/// Where a command reads and writes.
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub input: &'a mut dyn BufRead,
+    /// Whether stdout gets colour.
+    pub color: bool,
+}
+
+/// Whether to colour, given the choice and whether stdout is a terminal.
+pub fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
+    let cfg = match MasterConfig::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(io.err, "ERROR: {e}");
+            return exit::NOTHING_RAN;
+        }
+    };
+    let op = match client::Operator::connect(&cfg).await {
+        Ok(op) => op,
+        Err(e) => {
+            let _ = writeln!(io.err, "ERROR: {e}");
+            return exit::NOTHING_RAN;
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => run::run(&op, args, io).await,
+        Command::Key(cmd) => key::run(&op, cmd, io).await,
+        Command::Job(cmd) => job::run(&op, cmd, io).await,
+    };
+    let _ = op.client.flush().await;
+    let _ = io.out.flush();
+    code
+}
+
+/// Reports a failed request; always "nothing ran".
+pub(crate) fn fail(io: &mut Io<'_>, e: impl std::fmt::Display) -> u8 {
+    let _ = writeln!(io.err, "ERROR: {e}");
+    exit::NOTHING_RAN
+}

@@ -1,0 +1,119 @@
+//! `brine-call`: run one function on this host and print its return as
+//! `{"local": <return>}`, like `salt-call`.
+
+use crate::config::MinionConfig;
+use brine_proto::output::{self, Color};
+use brine_proto::{Map, Value};
+use brine_states::exec::{CallError, Context};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Exit codes of `brine-call`, as `salt-call` uses them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The function failed or returned a non-zero retcode.
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 64;
+    /// No such function.
+    pub const UNKNOWN_FUNCTION: u8 = 255;
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    the function succeeded
+  1    the function failed or its retcode is non-zero (with --retcode-passthrough:
+       the retcode itself)
+  64   the command line is wrong
+  255  no such function";
+
+/// Run a function on this host and print its return.
+#[derive(Debug, clap::Parser)]
+#[command(name = "brine-call", version, about, after_help = EXIT_CODES)]
+pub struct CallArgs {
+    /// Run without a master (the functions that need none run the same either way).
+    #[arg(long)]
+    pub local: bool,
+    /// The minion config file (for the id and custom grains).
+    #[arg(short, long, env = "BRINE_MINION_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Minion id to report (default: from the config, else the host's FQDN).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Output format.
+    #[arg(long = "out", default_value = "nested", value_parser = ["nested", "json", "yaml", "txt", "quiet"])]
+    pub out: String,
+    /// Exit with the function's retcode instead of 0/1.
+    #[arg(long)]
+    pub retcode_passthrough: bool,
+    /// Colour: auto, always, never.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
+    /// The function, `module.function`.
+    pub fun: String,
+    /// Arguments: positional words, then `key=value` keywords, each read as YAML.
+    pub args: Vec<String>,
+}
+
+/// Runs `brine-call`; returns the exit code.
+pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: bool) -> u8 {
+    let mut cfg = match MinionConfig::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "ERROR: {e}");
+            return exit::FAILED;
+        }
+    };
+    if let Some(id) = &args.id {
+        match brine_proto::MinionId::new(id.clone()) {
+            Ok(id) => cfg.id = id,
+            Err(e) => {
+                let _ = writeln!(err, "ERROR: --id: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    let grains = brine_states::grains::collect(cfg.id.as_str(), &cfg.grains);
+    let ctx = Context { grains: Arc::new(grains), ..Context::default() };
+    let (pos, kw) = brine_proto::args::parse_cli_args(&args.args);
+    let output = match brine_states::exec::call(&args.fun, &ctx, pos, kw) {
+        Ok(o) => o,
+        Err(e @ CallError::Unknown(_)) => {
+            let _ = writeln!(err, "{e}");
+            return exit::UNKNOWN_FUNCTION;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "Error running '{}': {e}", args.fun);
+            return exit::FAILED;
+        }
+    };
+    let mut doc = Map::new();
+    doc.insert("local".into(), output.ret.clone());
+    let doc = Value::Object(doc);
+    let color = match args.color.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let text = match args.out.as_str() {
+        "json" => output::json(&doc),
+        "yaml" => output::yaml(&doc),
+        "txt" => output::txt("local", &output.ret),
+        "quiet" => String::new(),
+        _ => output::nested(
+            &doc,
+            match (color, output.retcode != 0) {
+                (false, _) => Color::Off,
+                (true, false) => Color::Ok,
+                (true, true) => Color::Failed,
+            },
+        ),
+    };
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    match (output.retcode, args.retcode_passthrough) {
+        (0, _) => exit::OK,
+        (code, true) => u8::try_from(code).unwrap_or(exit::FAILED),
+        (_, false) => exit::FAILED,
+    }
+}
