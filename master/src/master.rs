@@ -58,7 +58,6 @@ pub struct Shared {
     pub stats: Stats,
     pub(crate) active: Mutex<HashMap<Jid, ActiveJob>>,
     pub(crate) ctl_replay: Mutex<brine_proto::replay::ReplayWindow>,
-    enroll_password: String,
 }
 
 impl Shared {
@@ -94,7 +93,7 @@ impl Shared {
                 .collect(),
             minions: self.registry.accepted(),
         };
-        crate::nats::render_users(&users, &self.cfg.subjects, &self.enroll_password)
+        crate::nats::render_users(&users, &self.cfg.subjects)
     }
 
     /// Forgets active jobs nobody can still be waiting for.
@@ -135,7 +134,6 @@ impl Master {
         let store = Store::open(&cfg.db_path())?;
         let registry = Registry::open(&store)?;
         let jids = JidGenerator::starting_after(store.latest_jid()?);
-        let enroll_password = brine_proto::envelope::random_id();
 
         let (client, embedded) = match &cfg.nats {
             NatsMode::Embedded { listen, server_bin } => {
@@ -145,7 +143,7 @@ impl Master {
                     operators: vec![("admin".into(), admin.verifying_key())],
                     minions: registry.accepted(),
                 };
-                let section = crate::nats::render_users(&users, &cfg.subjects, &enroll_password);
+                let section = crate::nats::render_users(&users, &cfg.subjects);
                 let embedded = EmbeddedNats::start(layout, section).await?;
                 let seed = crate::nats::nkey_seed(&key).map_err(|reason| StartError::Connect {
                     url: embedded.client_url().to_string(),
@@ -188,7 +186,6 @@ impl Master {
             stats: Stats::default(),
             active: Mutex::new(HashMap::new()),
             ctl_replay: Mutex::new(brine_proto::replay::ReplayWindow::new()),
-            enroll_password,
         });
 
         let ingest = crate::ingest::Ingest::setup(&shared).await?;

@@ -4,7 +4,8 @@
 //!
 //! Identities on the server:
 //! - the master: its own key as an nkey, allowed everything;
-//! - `brine-enroll`, the user every connection without credentials becomes: it may
+//! - `brine-enroll`, the user every connection without credentials becomes (it has
+//!   no password: it grants nothing an anonymous connection should not have): it may
 //!   only publish `P.enroll` and read the replies in `_ENROLL.>`;
 //! - each operator: its key as an nkey, allowed `P.ctl.>` and its own inbox;
 //! - each accepted minion: its key as an nkey, confined to its own subjects (see
@@ -121,7 +122,7 @@ pub fn minion_permissions(subjects: &Subjects, id: &MinionId) -> (Vec<String>, V
 }
 
 /// Renders the `authorization` and `no_auth_user` part of the server config.
-pub fn render_users(users: &Users, subjects: &Subjects, enroll_password: &str) -> String {
+pub fn render_users(users: &Users, subjects: &Subjects) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "no_auth_user: {}", quote(ENROLL_USER));
     s.push_str("authorization {\n  users: [\n");
@@ -132,9 +133,8 @@ pub fn render_users(users: &Users, subjects: &Subjects, enroll_password: &str) -
     );
     let _ = writeln!(
         s,
-        "    {{ user: {}, password: {}, permissions: {{ publish: {{ allow: {} }}, subscribe: {{ allow: {} }} }} }}",
+        "    {{ user: {}, permissions: {{ publish: {{ allow: {} }}, subscribe: {{ allow: {} }} }} }}",
         quote(ENROLL_USER),
-        quote(enroll_password),
         list(&[subjects.enroll()]),
         list(&[format!("{}.>", subjects.enroll_inbox())]),
     );
@@ -286,7 +286,8 @@ impl Layout {
         )))
         .ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let url = v.get("client")?.get(0)?.as_str()?;
+        // 2.10+ name the client ports "nats"; older servers "client".
+        let url = v.get("nats").or_else(|| v.get("client"))?.get(0)?.as_str()?;
         let port = url.rsplit(':').next()?.parse().ok()?;
         configured.map_or(Some(port), |c| (c == port).then_some(port))
     }
@@ -462,7 +463,7 @@ mod tests {
             operators: vec![("admin".into(), k(2))],
             minions: vec![(MinionId::new("m1").unwrap(), k(3))],
         };
-        let text = render_users(&users, &Subjects::default(), "pw");
+        let text = render_users(&users, &Subjects::default());
         for key in [k(1), k(2), k(3)] {
             assert_eq!(text.matches(&nkey_public(&key)).count(), 1);
         }

@@ -185,8 +185,8 @@ impl MinionConfig {
         if raw.workers == 0 || raw.workers > 1024 {
             return Err(invalid("workers", format!("{} is out of range (1 to 1024)", raw.workers)));
         }
-        if raw.enroll_retry_min.is_zero() || raw.enroll_retry_min > raw.enroll_retry_max {
-            return Err(invalid("enroll_retry_min", "must be above zero and at most enroll_retry_max".into()));
+        if raw.enroll_retry_min.is_zero() || raw.enroll_retry_max.is_zero() {
+            return Err(invalid("enroll_retry_min", "enroll_retry_min and enroll_retry_max must be above zero".into()));
         }
         if raw.presence_interval < Duration::from_millis(100) {
             return Err(invalid("presence_interval", "must be at least 100ms".into()));
@@ -209,7 +209,8 @@ impl MinionConfig {
             subjects,
             workers: raw.workers,
             presence_interval: raw.presence_interval,
-            enroll_retry_min: raw.enroll_retry_min,
+            // A lowered maximum also lowers the first wait.
+            enroll_retry_min: raw.enroll_retry_min.min(raw.enroll_retry_max),
             enroll_retry_max: raw.enroll_retry_max,
             log_level: raw.log_level,
             grains,

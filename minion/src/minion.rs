@@ -362,6 +362,7 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
     let _ = sh.status.send(Status::Connected);
     tracing::info!(master = %sh.cfg.master_url, "connected; taking jobs");
     let mut tick = tokio::time::interval(sh.cfg.presence_interval);
+    let mut first_connect = true;
     loop {
         tokio::select! {
             msg = jobs.next() => match msg {
@@ -376,10 +377,12 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
                     return SessionEnd::Revoked;
                 }
                 match ev {
-                    async_nats::Event::Connected => {
+                    // The first Connected event is the initial connection itself.
+                    async_nats::Event::Connected if !first_connect => {
                         tracing::info!("reconnected to the master's NATS");
                         publish_presence(sh, &client).await;
                     }
+                    async_nats::Event::Connected => first_connect = false,
                     async_nats::Event::Disconnected => tracing::warn!("disconnected from the master's NATS; reconnecting"),
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
