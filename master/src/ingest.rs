@@ -66,7 +66,13 @@ impl Ingest {
     /// Runs the pipeline until the task is aborted.
     pub async fn run(self, shared: Arc<Shared>) {
         loop {
-            let messages = match self.consumer.stream().max_messages_per_batch(BATCH).messages().await {
+            let messages = match self
+                .consumer
+                .stream()
+                .max_messages_per_batch(BATCH)
+                .messages()
+                .await
+            {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the returns stream; retrying");
@@ -110,14 +116,22 @@ fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Re
         .subjects
         .parse_ret(subject)
         .ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
-    let key = shared.registry.accepted_key(&minion).ok_or(Drop::UnknownMinion)?;
+    let key = shared
+        .registry
+        .accepted_key(&minion)
+        .ok_or(Drop::UnknownMinion)?;
     let ret: Return = open(payload, &key, now).map_err(|e| match e {
-        OpenError::Expired(_) | OpenError::FromTheFuture(_) | OpenError::BadStamp(_) => Drop::Stale(e),
+        OpenError::Expired(_) | OpenError::FromTheFuture(_) | OpenError::BadStamp(_) => {
+            Drop::Stale(e)
+        }
         OpenError::Malformed(m) => Drop::Malformed(m),
         e => Drop::Signature(e),
     })?;
     if ret.id != minion || ret.jid.to_string() != jid_token {
-        return Err(Drop::Malformed(format!("return for {} / {} on subject {subject}", ret.id, ret.jid)));
+        return Err(Drop::Malformed(format!(
+            "return for {} / {} on subject {subject}",
+            ret.id, ret.jid
+        )));
     }
     let targeted = {
         let active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
@@ -136,7 +150,10 @@ fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Re
 
 async fn process(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) {
     let work = shared.clone();
-    let inputs: Vec<(String, bytes::Bytes)> = msgs.iter().map(|m| (m.subject.to_string(), m.payload.clone())).collect();
+    let inputs: Vec<(String, bytes::Bytes)> = msgs
+        .iter()
+        .map(|m| (m.subject.to_string(), m.payload.clone()))
+        .collect();
     // Verification and the store are CPU and disk work: keep them off the async threads.
     let outcome = tokio::task::spawn_blocking(move || {
         let now = brine_proto::time::now_ms();
@@ -191,7 +208,10 @@ fn count_drop(shared: &Shared, subject: &str, why: Drop) {
         }
         Drop::UnknownMinion => {
             Stats::bump(&s.returns_unknown_minion);
-            tracing::warn!(subject, "dropped a return from a minion without an accepted key");
+            tracing::warn!(
+                subject,
+                "dropped a return from a minion without an accepted key"
+            );
         }
         Drop::Signature(e) => {
             Stats::bump(&s.returns_bad_signature);
@@ -203,7 +223,10 @@ fn count_drop(shared: &Shared, subject: &str, why: Drop) {
         }
         Drop::Unexpected => {
             Stats::bump(&s.returns_unexpected);
-            tracing::warn!(subject, "dropped a return for a job that did not target its minion");
+            tracing::warn!(
+                subject,
+                "dropped a return for a job that did not target its minion"
+            );
         }
     }
 }
@@ -221,7 +244,9 @@ async fn forward(shared: &Shared, returns: Vec<Return>) {
     for (jid, rets) in by_job {
         let watchers = {
             let mut active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(job) = active.get_mut(&jid) else { continue };
+            let Some(job) = active.get_mut(&jid) else {
+                continue;
+            };
             job.remaining = job.remaining.saturating_sub(rets.len());
             let w = job.watchers.clone();
             if job.remaining == 0 {

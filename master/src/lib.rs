@@ -1,6 +1,6 @@
 //! The brine master and the operator CLI.
 //!
-//! - [`config`]: `master.toml`.
+//! - [`config`]: the `master.toml` file.
 //! - [`master`]: the running master and its shared state.
 //! - [`keys`]: the key registry (pending / accepted / rejected / denied).
 //! - [`nats`]: the embedded, supervised `nats-server`.

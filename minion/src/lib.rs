@@ -1,6 +1,6 @@
 //! The brine minion: the agent that runs on every managed host, and `brine-call`.
 //!
-//! - [`config`]: `minion.toml`.
+//! - [`config`]: the `minion.toml` file.
 //! - [`minion`]: enrollment, the NATS session, job checks and execution, returns.
 //! - [`replay`]: the on-disk memory of accepted jobs.
 #![forbid(unsafe_code)]

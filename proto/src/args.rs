@@ -177,7 +177,9 @@ fn float(s: &str) -> Option<Value> {
         Some(i) => (&body[..i], Some(&body[i + 1..])),
         None => (body, None),
     };
-    if !mantissa.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+    if !mantissa
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
         || mantissa.matches('.').count() != 1
         || !mantissa.chars().any(|c| c.is_ascii_digit())
     {
@@ -258,7 +260,15 @@ mod tests {
             "1a=2",
             "a==b",
         ]);
-        assert_eq!(args, vec![json!("echo a=b"), json!("==x"), json!("1a=2"), json!("a==b")]);
+        assert_eq!(
+            args,
+            vec![
+                json!("echo a=b"),
+                json!("==x"),
+                json!("1a=2"),
+                json!("a==b")
+            ]
+        );
         assert_eq!(kwargs.get("name"), Some(&json!("web")));
         assert_eq!(kwargs.get("port"), Some(&json!(80)));
         assert_eq!(kwargs.get("cmd"), Some(&json!("echo x=y")));

@@ -101,7 +101,11 @@ impl Stamp {
     /// A stamp with the given id, issued now and valid for `ttl`.
     pub fn new(id: impl Into<String>, ttl: Duration) -> Stamp {
         let now = crate::time::now_ms();
-        Stamp { id: id.into(), issued_at: now, expires_at: now + ttl.as_millis() as u64 }
+        Stamp {
+            id: id.into(),
+            issued_at: now,
+            expires_at: now + ttl.as_millis() as u64,
+        }
     }
 
     /// A stamp with a fresh random id, issued now and valid for `ttl`.
@@ -197,7 +201,10 @@ impl Envelope {
     /// Decodes wire bytes into an envelope without verifying anything but its shape.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, OpenError> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
-            return Err(OpenError::TooLarge { size: bytes.len(), max: MAX_ENVELOPE_BYTES });
+            return Err(OpenError::TooLarge {
+                size: bytes.len(),
+                max: MAX_ENVELOPE_BYTES,
+            });
         }
         let env: Envelope =
             rmp_serde::from_slice(bytes).map_err(|e| OpenError::Malformed(e.to_string()))?;
@@ -228,7 +235,10 @@ impl Envelope {
     /// Decodes the body as `M`, checking the kind and the stamp against `now_ms`.
     pub fn body<M: Message>(&self, now_ms: u64) -> Result<M, OpenError> {
         if self.kind != M::KIND {
-            return Err(OpenError::WrongKind { expected: M::KIND, got: self.kind });
+            return Err(OpenError::WrongKind {
+                expected: M::KIND,
+                got: self.kind,
+            });
         }
         let msg: M =
             rmp_serde::from_slice(&self.body).map_err(|e| OpenError::Malformed(e.to_string()))?;
@@ -268,7 +278,10 @@ pub struct Opened<M> {
 pub fn open<M: Message>(bytes: &[u8], trusted: &VerifyingKey, now_ms: u64) -> Result<M, OpenError> {
     let env = Envelope::decode(bytes)?;
     if env.kind != M::KIND {
-        return Err(OpenError::WrongKind { expected: M::KIND, got: env.kind });
+        return Err(OpenError::WrongKind {
+            expected: M::KIND,
+            got: env.kind,
+        });
     }
     env.verify_with(trusted)?;
     env.body(now_ms)
@@ -280,7 +293,10 @@ pub fn open<M: Message>(bytes: &[u8], trusted: &VerifyingKey, now_ms: u64) -> Re
 pub fn open_self_signed<M: Message>(bytes: &[u8], now_ms: u64) -> Result<Opened<M>, OpenError> {
     let env = Envelope::decode(bytes)?;
     if env.kind != M::KIND {
-        return Err(OpenError::WrongKind { expected: M::KIND, got: env.kind });
+        return Err(OpenError::WrongKind {
+            expected: M::KIND,
+            got: env.kind,
+        });
     }
     let signer = env.verify_self()?;
     let msg = env.body(now_ms)?;
@@ -305,7 +321,10 @@ mod tests {
     }
 
     fn ping(ttl: Duration) -> Ping {
-        Ping { stamp: Stamp::random(ttl), text: "hello".into() }
+        Ping {
+            stamp: Stamp::random(ttl),
+            text: "hello".into(),
+        }
     }
 
     #[test]
@@ -327,11 +346,18 @@ mod tests {
         for i in 0..env.body.len() {
             let mut bad = env.clone();
             bad.body[i] ^= 0x01;
-            assert_eq!(bad.verify_with(&key.verifying_key()), Err(OpenError::BadSignature), "byte {i}");
+            assert_eq!(
+                bad.verify_with(&key.verifying_key()),
+                Err(OpenError::BadSignature),
+                "byte {i}"
+            );
         }
         let mut bad = env.clone();
         bad.sig[10] ^= 0x80;
-        assert_eq!(bad.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
+        assert_eq!(
+            bad.verify_with(&key.verifying_key()),
+            Err(OpenError::BadSignature)
+        );
     }
 
     #[test]
@@ -340,7 +366,10 @@ mod tests {
         let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
         let mut env = Envelope::decode(&bytes).unwrap();
         env.kind = Kind::Job;
-        assert_eq!(env.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
+        assert_eq!(
+            env.verify_with(&key.verifying_key()),
+            Err(OpenError::BadSignature)
+        );
     }
 
     #[test]
@@ -353,7 +382,10 @@ mod tests {
         // Swapping in the trusted key as signer does not help the forger either.
         let mut env = Envelope::decode(&bytes).unwrap();
         env.signer = key.verifying_key().to_bytes();
-        assert_eq!(env.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
+        assert_eq!(
+            env.verify_with(&key.verifying_key()),
+            Err(OpenError::BadSignature)
+        );
     }
 
     #[test]
@@ -362,7 +394,10 @@ mod tests {
         let msg = ping(Duration::from_secs(5));
         let bytes = seal(&msg, &key).unwrap();
         let later = msg.stamp.expires_at + 1;
-        assert_eq!(open::<Ping>(&bytes, &key.verifying_key(), later).unwrap_err(), OpenError::Expired(1));
+        assert_eq!(
+            open::<Ping>(&bytes, &key.verifying_key(), later).unwrap_err(),
+            OpenError::Expired(1)
+        );
         let earlier = msg.stamp.issued_at - MAX_CLOCK_SKEW.as_millis() as u64 - 1_000;
         let err = open::<Ping>(&bytes, &key.verifying_key(), earlier).unwrap_err();
         assert!(matches!(err, OpenError::FromTheFuture(_)), "{err}");
@@ -372,18 +407,39 @@ mod tests {
     #[test]
     fn absurd_stamps_are_refused() {
         let now = crate::time::now_ms();
-        let backwards = Stamp { id: "x".into(), issued_at: now, expires_at: now - 1 };
-        assert!(matches!(check_stamp(&backwards, now), Err(OpenError::BadStamp(_))));
-        let forever = Stamp { id: "x".into(), issued_at: now, expires_at: u64::MAX };
-        assert!(matches!(check_stamp(&forever, now), Err(OpenError::BadStamp(_))));
+        let backwards = Stamp {
+            id: "x".into(),
+            issued_at: now,
+            expires_at: now - 1,
+        };
+        assert!(matches!(
+            check_stamp(&backwards, now),
+            Err(OpenError::BadStamp(_))
+        ));
+        let forever = Stamp {
+            id: "x".into(),
+            issued_at: now,
+            expires_at: u64::MAX,
+        };
+        assert!(matches!(
+            check_stamp(&forever, now),
+            Err(OpenError::BadStamp(_))
+        ));
     }
 
     #[test]
     fn wrong_kind_is_refused_before_decoding_the_body() {
         let key = generate_key();
         let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
-        let err = open::<crate::msg::Job>(&bytes, &key.verifying_key(), crate::time::now_ms()).unwrap_err();
-        assert_eq!(err, OpenError::WrongKind { expected: Kind::Job, got: Kind::Event });
+        let err = open::<crate::msg::Job>(&bytes, &key.verifying_key(), crate::time::now_ms())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            OpenError::WrongKind {
+                expected: Kind::Job,
+                got: Kind::Event
+            }
+        );
     }
 
     #[test]
@@ -392,11 +448,17 @@ mod tests {
             assert!(Envelope::decode(junk).is_err());
         }
         let big = vec![0u8; MAX_ENVELOPE_BYTES + 1];
-        assert!(matches!(Envelope::decode(&big), Err(OpenError::TooLarge { .. })));
+        assert!(matches!(
+            Envelope::decode(&big),
+            Err(OpenError::TooLarge { .. })
+        ));
         let key = generate_key();
         let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
         for cut in 0..bytes.len() {
-            assert!(Envelope::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+            assert!(
+                Envelope::decode(&bytes[..cut]).is_err(),
+                "truncated at {cut}"
+            );
         }
     }
 

@@ -102,7 +102,9 @@ impl JidGenerator {
     /// A generator whose JIDs are all later than `floor` (the newest JID already in the
     /// job cache, so that a restarted master never reuses one).
     pub fn starting_after(floor: Option<Jid>) -> JidGenerator {
-        JidGenerator { last: AtomicU64::new(floor.map_or(0, |j| j.0)) }
+        JidGenerator {
+            last: AtomicU64::new(floor.map_or(0, |j| j.0)),
+        }
     }
 
     /// The next JID for the current time.
@@ -139,7 +141,13 @@ mod tests {
 
     #[test]
     fn malformed_jids_are_refused() {
-        for bad in ["", "2023111422132012345", "2023111422132012345x", "20231314221320123456", "20230229000000000000"] {
+        for bad in [
+            "",
+            "2023111422132012345",
+            "2023111422132012345x",
+            "20231314221320123456",
+            "20230229000000000000",
+        ] {
             assert!(bad.parse::<Jid>().is_err(), "{bad}");
         }
     }

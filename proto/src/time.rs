@@ -149,9 +149,25 @@ mod tests {
 
     #[test]
     fn civil_rejects_impossible_dates() {
-        let bad = Civil { year: 2023, month: 2, day: 29, hour: 0, minute: 0, second: 0, micros: 0 };
+        let bad = Civil {
+            year: 2023,
+            month: 2,
+            day: 29,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            micros: 0,
+        };
         assert_eq!(bad.to_unix_micros(), None);
-        let bad = Civil { year: 1969, month: 12, day: 31, hour: 0, minute: 0, second: 0, micros: 0 };
+        let bad = Civil {
+            year: 1969,
+            month: 12,
+            day: 31,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            micros: 0,
+        };
         assert_eq!(bad.to_unix_micros(), None);
     }
 }

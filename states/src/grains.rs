@@ -19,12 +19,23 @@ pub fn collect(id: &str, custom: &Map) -> Map {
     os_release(&mut g, &read("/etc/os-release"));
     kernel(&mut g);
     cpu(&mut g, &read("/proc/cpuinfo"));
-    g.insert("mem_total".into(), mem_total_mib(&read("/proc/meminfo")).into());
+    g.insert(
+        "mem_total".into(),
+        mem_total_mib(&read("/proc/meminfo")).into(),
+    );
     g.insert("machine_id".into(), read("/etc/machine-id").trim().into());
     addresses(&mut g);
     g.insert("init".into(), init_system().into());
     g.insert("virtual".into(), virtual_kind().into());
-    g.insert("shell".into(), if std::path::Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" }.into());
+    g.insert(
+        "shell".into(),
+        if std::path::Path::new("/bin/bash").exists() {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        }
+        .into(),
+    );
     g.insert("brineversion".into(), brine_proto::VERSION.into());
     for (k, v) in custom {
         g.insert(k.clone(), v.clone());
@@ -51,14 +62,21 @@ fn host_names(g: &mut Map) {
             .map(|l| l.split('#').next().unwrap_or_default())
             .filter_map(|l| {
                 let names: Vec<&str> = l.split_whitespace().skip(1).collect();
-                names.contains(&host.as_str()).then(|| names.into_iter().find(|n| n.contains('.') && n.starts_with(&host)))
+                names.contains(&host.as_str()).then(|| {
+                    names
+                        .into_iter()
+                        .find(|n| n.contains('.') && n.starts_with(&host))
+                })
             })
             .flatten()
             .next()
             .map(str::to_string)
             .unwrap_or_else(|| node.clone())
     };
-    let domain = fqdn.split_once('.').map(|(_, d)| d.to_string()).unwrap_or_default();
+    let domain = fqdn
+        .split_once('.')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_default();
     g.insert("host".into(), host.into());
     g.insert("nodename".into(), node.into());
     g.insert("fqdn".into(), fqdn.into());
@@ -115,7 +133,11 @@ fn os_release(g: &mut Map, text: &str) {
     if id == "debian" {
         let dv = read("/etc/debian_version");
         let dv = dv.trim();
-        if dv.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) && dv.starts_with(&release) {
+        if dv
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && dv.starts_with(&release)
+        {
             release = dv.to_string();
         }
     }
@@ -132,20 +154,42 @@ fn os_release(g: &mut Map, text: &str) {
     }
     g.insert("oscodename".into(), field("VERSION_CODENAME").into());
     let name = field("NAME");
-    g.insert("osfullname".into(), if name.is_empty() { os.to_string() } else { name }.into());
+    g.insert(
+        "osfullname".into(),
+        if name.is_empty() {
+            os.to_string()
+        } else {
+            name
+        }
+        .into(),
+    );
 }
 
 fn kernel(g: &mut Map) {
     if let Ok(u) = nix::sys::utsname::uname() {
-        g.insert("kernel".into(), u.sysname().to_string_lossy().into_owned().into());
-        g.insert("kernelrelease".into(), u.release().to_string_lossy().into_owned().into());
-        g.insert("kernelversion".into(), u.version().to_string_lossy().into_owned().into());
-        g.insert("cpuarch".into(), u.machine().to_string_lossy().into_owned().into());
+        g.insert(
+            "kernel".into(),
+            u.sysname().to_string_lossy().into_owned().into(),
+        );
+        g.insert(
+            "kernelrelease".into(),
+            u.release().to_string_lossy().into_owned().into(),
+        );
+        g.insert(
+            "kernelversion".into(),
+            u.version().to_string_lossy().into_owned().into(),
+        );
+        g.insert(
+            "cpuarch".into(),
+            u.machine().to_string_lossy().into_owned().into(),
+        );
     }
 }
 
 fn cpu(g: &mut Map, cpuinfo: &str) {
-    let num = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let num = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     g.insert("num_cpus".into(), num.into());
     let model = cpuinfo
         .lines()
@@ -178,13 +222,19 @@ fn addresses(g: &mut Map) {
                 v6.insert(IpAddr::V6(sin6.ip()));
             } else if let Some(link) = addr.as_link_addr() {
                 if let Some(mac) = link.addr() {
-                    let s = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                    let s = mac
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":");
                     hw.insert(a.interface_name.clone(), s.into());
                 }
             }
         }
     }
-    let list = |set: BTreeSet<IpAddr>| Value::Array(set.into_iter().map(|ip| ip.to_string().into()).collect());
+    let list = |set: BTreeSet<IpAddr>| {
+        Value::Array(set.into_iter().map(|ip| ip.to_string().into()).collect())
+    };
     g.insert("ipv4".into(), list(v4));
     g.insert("ipv6".into(), list(v6));
     g.insert("hwaddr_interfaces".into(), Value::Object(hw));
@@ -265,16 +315,28 @@ mod tests {
         assert_eq!(g["osmajorrelease"], json!(22));
         assert_eq!(g["oscodename"], json!("jammy"));
         let mut g = Map::new();
-        os_release(&mut g, "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n");
-        assert_eq!((g["os"].clone(), g["os_family"].clone()), (json!("Rocky"), json!("RedHat")));
+        os_release(
+            &mut g,
+            "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n",
+        );
+        assert_eq!(
+            (g["os"].clone(), g["os_family"].clone()),
+            (json!("Rocky"), json!("RedHat"))
+        );
         let mut g = Map::new();
         os_release(&mut g, "ID=novel\nID_LIKE=arch\n");
-        assert_eq!((g["os"].clone(), g["os_family"].clone()), (json!("novel"), json!("Arch")));
+        assert_eq!(
+            (g["os"].clone(), g["os_family"].clone()),
+            (json!("novel"), json!("Arch"))
+        );
     }
 
     #[test]
     fn memory_is_reported_in_mib() {
-        assert_eq!(mem_total_mib("MemTotal:       16384000 kB\nMemFree: 1 kB\n"), 16000);
+        assert_eq!(
+            mem_total_mib("MemTotal:       16384000 kB\nMemFree: 1 kB\n"),
+            16000
+        );
         assert_eq!(mem_total_mib("garbage"), 0);
     }
 
@@ -284,7 +346,18 @@ mod tests {
         custom.insert("roles".into(), json!(["web", "db"]));
         custom.insert("os".into(), json!("Custom"));
         let g = collect("m1", &custom);
-        for key in ["id", "host", "fqdn", "os", "os_family", "kernel", "cpuarch", "num_cpus", "mem_total", "ipv4"] {
+        for key in [
+            "id",
+            "host",
+            "fqdn",
+            "os",
+            "os_family",
+            "kernel",
+            "cpuarch",
+            "num_cpus",
+            "mem_total",
+            "ipv4",
+        ] {
             assert!(g.contains_key(key), "missing grain {key}");
         }
         assert_eq!(g["id"], json!("m1"));

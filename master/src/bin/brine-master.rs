@@ -11,26 +11,30 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "brine-master", version, about)]
 struct Args {
-    /// Config file.
-    #[arg(short, long, env = "BRINE_MASTER_CONFIG", value_name = "FILE", default_value = brine_master::config::DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
+    /// Config file [default: /etc/brine/master.toml; a missing default file means all defaults].
+    #[arg(short, long, env = "BRINE_MASTER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Log level (overrides the config's log_level; RUST_LOG overrides both).
     #[arg(short, long, value_name = "LEVEL")]
     log_level: Option<String>,
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let explicit = std::env::var_os("BRINE_MASTER_CONFIG").is_some()
-        || args.config != PathBuf::from(brine_master::config::DEFAULT_CONFIG_PATH);
-    let cfg = MasterConfig::load(explicit.then_some(args.config.as_path()))?;
+    let cfg = MasterConfig::load(args.config.as_deref())?;
     init_logging(args.log_level.as_deref().unwrap_or(&cfg.log_level));
-    let master = Master::start(cfg).await.context("cannot start brine-master")?;
+    let master = Master::start(cfg)
+        .await
+        .context("cannot start brine-master")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

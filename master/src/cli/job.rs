@@ -36,7 +36,10 @@ fn print(io: &mut Io<'_>, format: OutFormat, doc: &Value) {
         OutFormat::Nested => output::nested(doc, if io.color { Color::Ok } else { Color::Off }),
         OutFormat::Json => output::json(doc),
         OutFormat::Yaml => output::yaml(doc),
-        OutFormat::Txt => doc.as_object().map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect()).unwrap_or_default(),
+        OutFormat::Txt => doc
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect())
+            .unwrap_or_default(),
         OutFormat::Quiet => String::new(),
     };
     let _ = io.out.write_all(text.as_bytes());
@@ -93,7 +96,11 @@ pub async fn run(op: &Operator, cmd: JobCommand, io: &mut Io<'_>) -> u8 {
                     doc.insert(r.id.to_string(), r.ret.clone());
                 }
                 print(io, out, &Value::Object(doc));
-                if c.failed > 0 { exit::FAILED } else { exit::OK }
+                if c.failed > 0 {
+                    exit::FAILED
+                } else {
+                    exit::OK
+                }
             }
             Ok(CtlResult::Error(e)) => fail(io, e.message),
             Ok(other) => fail(io, format!("unexpected answer {other:?}")),

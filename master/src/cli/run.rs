@@ -66,9 +66,16 @@ fn print_one(io: &mut Io<'_>, format: OutFormat, id: &str, ret: &Value, failed: 
 }
 
 pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
-    let target = if args.list { Target::list_from_str(&args.target) } else { Target::Glob(args.target.clone()) };
+    let target = if args.list {
+        Target::list_from_str(&args.target)
+    } else {
+        Target::Glob(args.target.clone())
+    };
     if !(args.timeout.is_finite() && args.timeout >= 0.0) {
-        return fail(io, format!("--timeout {} is not a number of seconds", args.timeout));
+        return fail(
+            io,
+            format!("--timeout {} is not a number of seconds", args.timeout),
+        );
     }
     let (arg, kwarg) = brine_proto::args::parse_cli_args(&args.args);
     let stream_to = (!args.async_).then(|| op.stream_subject());
@@ -79,7 +86,13 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
         },
         None => None,
     };
-    let req = RunRequest { target, fun: args.fun.clone(), arg, kwarg, stream_to };
+    let req = RunRequest {
+        target,
+        fun: args.fun.clone(),
+        arg,
+        kwarg,
+        stream_to,
+    };
     let started = match op.request(CtlOp::Run(req)).await {
         Ok(CtlResult::RunStarted(s)) => s,
         Ok(CtlResult::Error(e)) if e.kind == CtlErrorKind::NoMatch => {
@@ -106,9 +119,15 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
     let mut any_failed = false;
     let mut collected = Map::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.timeout);
-    let Some(sub) = stream.as_mut() else { return exit::OK };
+    let Some(sub) = stream.as_mut() else {
+        return exit::OK;
+    };
     // Offline minions cannot receive the job, so stop once everyone else answered.
-    let waiting_for = |returned: &BTreeSet<String>| targeted.iter().any(|m| !returned.contains(m) && !offline.contains(m));
+    let waiting_for = |returned: &BTreeSet<String>| {
+        targeted
+            .iter()
+            .any(|m| !returned.contains(m) && !offline.contains(m))
+    };
     while waiting_for(&returned) {
         let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
             Ok(Some(m)) => m,
@@ -121,9 +140,14 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
                 continue;
             }
         };
-        let CtlResult::Returns(rets) = reply.result else { continue };
+        let CtlResult::Returns(rets) = reply.result else {
+            continue;
+        };
         for r in rets {
-            if r.jid != jid || !targeted.contains(r.id.as_str()) || !returned.insert(r.id.to_string()) {
+            if r.jid != jid
+                || !targeted.contains(r.id.as_str())
+                || !returned.insert(r.id.to_string())
+            {
                 continue;
             }
             let failed = !r.success;
@@ -162,7 +186,9 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
     if args.static_out {
         let doc = Value::Object(collected);
         let text = match args.out {
-            OutFormat::Nested => output::nested(&doc, if io.color { Color::Ok } else { Color::Off }),
+            OutFormat::Nested => {
+                output::nested(&doc, if io.color { Color::Ok } else { Color::Off })
+            }
             OutFormat::Json => output::json(&doc),
             OutFormat::Yaml => output::yaml(&doc),
             OutFormat::Txt => doc

@@ -11,27 +11,31 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "brine-minion", version, about)]
 struct Args {
-    /// Config file.
-    #[arg(short, long, env = "BRINE_MINION_CONFIG", value_name = "FILE", default_value = brine_minion::config::DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
+    /// Config file [default: /etc/brine/minion.toml; a missing default file means all defaults].
+    #[arg(short, long, env = "BRINE_MINION_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Log level (overrides the config's log_level; RUST_LOG overrides both).
     #[arg(short, long, value_name = "LEVEL")]
     log_level: Option<String>,
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let explicit = std::env::var_os("BRINE_MINION_CONFIG").is_some()
-        || args.config != PathBuf::from(brine_minion::config::DEFAULT_CONFIG_PATH);
-    let cfg = MinionConfig::load(explicit.then_some(args.config.as_path()))?;
+    let cfg = MinionConfig::load(args.config.as_deref())?;
     init_logging(args.log_level.as_deref().unwrap_or(&cfg.log_level));
     tracing::info!(id = %cfg.id, master = %cfg.master_url, "starting brine-minion");
-    let minion = Minion::start(cfg).await.context("cannot start brine-minion")?;
+    let minion = Minion::start(cfg)
+        .await
+        .context("cannot start brine-minion")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -44,7 +48,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ERROR: cannot start: {e}");

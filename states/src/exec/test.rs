@@ -30,7 +30,8 @@ pub struct EchoArgs {
 pub struct Echo;
 impl Function for Echo {
     const NAME: &'static str = "test.echo";
-    const DOC: &'static str = "Returns the text it was given.\n\nCLI example: brine run '*' test.echo 'hello'";
+    const DOC: &'static str =
+        "Returns the text it was given.\n\nCLI example: brine run '*' test.echo 'hello'";
     const PARAMS: &'static [Param] = &[req("text")];
     type Args = EchoArgs;
     fn call(&self, _: &Context, a: EchoArgs) -> Result<Output, CallError> {
@@ -47,7 +48,8 @@ impl Function for Echo {
 pub struct Version;
 impl Function for Version {
     const NAME: &'static str = "test.version";
-    const DOC: &'static str = "Returns the brine version of the minion.\n\nCLI example: brine run '*' test.version";
+    const DOC: &'static str =
+        "Returns the brine version of the minion.\n\nCLI example: brine run '*' test.version";
     const PARAMS: &'static [Param] = &[];
     type Args = NoArgs;
     fn call(&self, _: &Context, _: NoArgs) -> Result<Output, CallError> {
@@ -114,7 +116,8 @@ fn default_exception() -> String {
 pub struct Exception;
 impl Function for Exception {
     const NAME: &'static str = "test.exception";
-    const DOC: &'static str = "Fails with the given message, for testing how failures are reported.\n\n\
+    const DOC: &'static str =
+        "Fails with the given message, for testing how failures are reported.\n\n\
         CLI example: brine run '*' test.exception 'boom'";
     const PARAMS: &'static [Param] = &[opt("message")];
     type Args = ExceptionArgs;
@@ -132,13 +135,17 @@ pub struct SleepArgs {
 pub struct Sleep;
 impl Function for Sleep {
     const NAME: &'static str = "test.sleep";
-    const DOC: &'static str = "Sleeps for the given number of seconds, then returns True; stops early \
+    const DOC: &'static str =
+        "Sleeps for the given number of seconds, then returns True; stops early \
         if the job is killed.\n\nCLI example: brine run '*' test.sleep 20";
     const PARAMS: &'static [Param] = &[req("length")];
     type Args = SleepArgs;
     fn call(&self, ctx: &Context, a: SleepArgs) -> Result<Output, CallError> {
         if !(a.length.is_finite() && a.length >= 0.0) {
-            return Err(CallError::failed(format!("length must be a non-negative number of seconds, not {}", a.length)));
+            return Err(CallError::failed(format!(
+                "length must be a non-negative number of seconds, not {}",
+                a.length
+            )));
         }
         let end = Instant::now() + Duration::from_secs_f64(a.length);
         while Instant::now() < end {
@@ -161,7 +168,10 @@ mod tests {
     fn test_arg_shows_typed_arguments() {
         let (args, kwargs) = parse_cli_args(&["1", "yes", "[a, b]", "name=web"]);
         let out = call("test.arg", &Context::default(), args, kwargs).unwrap();
-        assert_eq!(out.ret, json!({"args": [1, true, ["a", "b"]], "kwargs": {"name": "web"}}));
+        assert_eq!(
+            out.ret,
+            json!({"args": [1, true, ["a", "b"]], "kwargs": {"name": "web"}})
+        );
     }
 
     #[test]
