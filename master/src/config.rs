@@ -327,3 +327,35 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }
+
+#[cfg(test)]
+mod packaged_defaults {
+    use super::*;
+
+    /// The default config shipped in packaging/ documents every key with its default:
+    /// uncommented, it must parse to exactly the built-in defaults.
+    #[test]
+    fn packaged_master_toml_documents_the_defaults() {
+        let text = include_str!("../../packaging/master.toml");
+        // External-mode keys conflict with the embedded ones; server_bin's default
+        // depends on $NATS_SERVER.
+        let skip = ["url", "user", "password", "creds_file", "server_bin"];
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !skip.iter().any(|k| rest.starts_with(&format!("{k} "))) => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for key in ["data_dir", "prefix", "auto_accept", "job_ttl", "presence_timeout", "log_level", "listen"] {
+            assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
+        }
+        for key in skip {
+            assert!(text.lines().any(|l| l.starts_with(&format!("#{key} = "))), "{key} is not documented");
+        }
+        let documented = MasterConfig::parse(&uncommented, None).unwrap();
+        let defaults = MasterConfig::parse("", None).unwrap();
+        assert_eq!(format!("{documented:?}"), format!("{defaults:?}"));
+    }
+}

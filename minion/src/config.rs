@@ -339,3 +339,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod packaged_defaults {
+    use super::*;
+
+    /// The default config shipped in packaging/ documents every key with its default.
+    #[test]
+    fn packaged_minion_toml_documents_the_defaults() {
+        let text = include_str!("../../packaging/minion.toml");
+        let examples = ["id", "roles", "datacenter"];
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !examples.iter().any(|k| rest.starts_with(&format!("{k} "))) => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for key in [
+            "master",
+            "master_finger",
+            "data_dir",
+            "prefix",
+            "workers",
+            "presence_interval",
+            "enroll_retry_min",
+            "enroll_retry_max",
+            "log_level",
+            "auth",
+        ] {
+            assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
+        }
+        let documented = MinionConfig::parse(&format!("id = \"x\"\n{uncommented}"), None).unwrap();
+        let defaults = MinionConfig::parse("id = \"x\"", None).unwrap();
+        assert_eq!(format!("{documented:?}"), format!("{defaults:?}"));
+    }
+}

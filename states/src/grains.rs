@@ -128,19 +128,8 @@ fn os_release(g: &mut Map, text: &str) {
         .or_else(|| like.split_whitespace().find_map(family_of))
         .map(str::to_string)
         .unwrap_or_else(|| os.to_string());
-    // Debian's point release lives in /etc/debian_version; os-release has only the major.
-    let mut release = field("VERSION_ID");
-    if id == "debian" {
-        let dv = read("/etc/debian_version");
-        let dv = dv.trim();
-        if dv
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            && dv.starts_with(&release)
-        {
-            release = dv.to_string();
-        }
-    }
+    // Salt reports os-release's VERSION_ID as is (Debian 12 is "12", not "12.11").
+    let release = field("VERSION_ID");
     let info: Vec<Value> = release
         .split('.')
         .filter_map(|p| p.parse::<u64>().ok().map(Value::from))

@@ -15,7 +15,7 @@ pub enum JobCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Output format.
-        #[arg(long = "out", value_enum, default_value_t = OutFormat::Nested)]
+        #[arg(long = "out", value_enum, default_value_t = OutFormat::Table)]
         out: OutFormat,
     },
     /// One job's returns (like salt-run jobs.lookup_jid), or its totals with --summary.
@@ -41,8 +41,38 @@ fn print(io: &mut Io<'_>, format: OutFormat, doc: &Value) {
             .map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect())
             .unwrap_or_default(),
         OutFormat::Quiet => String::new(),
+        OutFormat::Table => table(doc),
     };
     let _ = io.out.write_all(text.as_bytes());
+}
+
+/// Jobs as aligned columns, newest first (the map is oldest first by JID).
+fn table(doc: &Value) -> String {
+    let Some(jobs) = doc.as_object() else { return String::new() };
+    let cell = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut rows = vec![["JID", "FUNCTION", "TARGET", "USER", "RETURNED", "FAILED", "STARTED"].map(String::from).to_vec()];
+    for (jid, j) in jobs.iter().rev() {
+        rows.push(vec![
+            jid.clone(),
+            cell(&j["Function"]),
+            cell(&j["Target"]),
+            cell(&j["User"]),
+            format!("{}/{}", cell(&j["Returned"]), cell(&j["Targeted"])),
+            cell(&j["Failed"]),
+            cell(&j["StartTime"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub async fn run(op: &Operator, cmd: JobCommand, io: &mut Io<'_>) -> u8 {

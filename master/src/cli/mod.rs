@@ -80,6 +80,8 @@ pub enum OutFormat {
     Txt,
     /// Print nothing; only the exit code tells.
     Quiet,
+    /// Aligned columns (job lists).
+    Table,
 }
 
 #[derive(Debug, Subcommand)]

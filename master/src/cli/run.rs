@@ -60,6 +60,7 @@ fn print_one(io: &mut Io<'_>, format: OutFormat, id: &str, ret: &Value, failed: 
         OutFormat::Yaml => output::yaml(&doc),
         OutFormat::Txt => output::txt(id, ret),
         OutFormat::Quiet => String::new(),
+        OutFormat::Table => output::nested(&doc, Color::Off),
     };
     let _ = io.out.write_all(text.as_bytes());
     let _ = io.out.flush();
@@ -196,6 +197,7 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
                 .map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect())
                 .unwrap_or_default(),
             OutFormat::Quiet => String::new(),
+            OutFormat::Table => output::nested(&doc, Color::Off),
         };
         let _ = io.out.write_all(text.as_bytes());
     }
