@@ -343,16 +343,37 @@ mod packaged_defaults {
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
-                Some(rest) if rest.contains(" = ") && !skip.iter().any(|k| rest.starts_with(&format!("{k} "))) => rest,
+                Some(rest)
+                    if rest.contains(" = ")
+                        && !skip.iter().any(|k| rest.starts_with(&format!("{k} "))) =>
+                {
+                    rest
+                }
                 _ => l,
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        for key in ["data_dir", "prefix", "auto_accept", "job_ttl", "presence_timeout", "log_level", "listen"] {
-            assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
+        for key in [
+            "data_dir",
+            "prefix",
+            "auto_accept",
+            "job_ttl",
+            "presence_timeout",
+            "log_level",
+            "listen",
+        ] {
+            assert!(
+                uncommented
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{key} = "))),
+                "{key} is not documented"
+            );
         }
         for key in skip {
-            assert!(text.lines().any(|l| l.starts_with(&format!("#{key} = "))), "{key} is not documented");
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("#{key} = "))),
+                "{key} is not documented"
+            );
         }
         let documented = MasterConfig::parse(&uncommented, None).unwrap();
         let defaults = MasterConfig::parse("", None).unwrap();

@@ -352,7 +352,12 @@ mod packaged_defaults {
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
-                Some(rest) if rest.contains(" = ") && !examples.iter().any(|k| rest.starts_with(&format!("{k} "))) => rest,
+                Some(rest)
+                    if rest.contains(" = ")
+                        && !examples.iter().any(|k| rest.starts_with(&format!("{k} "))) =>
+                {
+                    rest
+                }
                 _ => l,
             })
             .map(|l| format!("{l}\n"))
@@ -369,7 +374,12 @@ mod packaged_defaults {
             "log_level",
             "auth",
         ] {
-            assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
+            assert!(
+                uncommented
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{key} = "))),
+                "{key} is not documented"
+            );
         }
         let documented = MinionConfig::parse(&format!("id = \"x\"\n{uncommented}"), None).unwrap();
         let defaults = MinionConfig::parse("id = \"x\"", None).unwrap();

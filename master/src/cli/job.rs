@@ -46,15 +46,21 @@ fn print(io: &mut Io<'_>, format: OutFormat, doc: &Value) {
     let _ = io.out.write_all(text.as_bytes());
 }
 
-/// Jobs as aligned columns, newest first (the map is oldest first by JID).
+/// Jobs as aligned columns, in the order the master listed them (newest first).
 fn table(doc: &Value) -> String {
-    let Some(jobs) = doc.as_object() else { return String::new() };
+    let Some(jobs) = doc.as_object() else {
+        return String::new();
+    };
     let cell = |v: &Value| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let mut rows = vec![["JID", "FUNCTION", "TARGET", "USER", "RETURNED", "FAILED", "STARTED"].map(String::from).to_vec()];
-    for (jid, j) in jobs.iter().rev() {
+    let mut rows = vec![[
+        "JID", "FUNCTION", "TARGET", "USER", "RETURNED", "FAILED", "STARTED",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for (jid, j) in jobs.iter() {
         rows.push(vec![
             jid.clone(),
             cell(&j["Function"]),
@@ -65,10 +71,16 @@ fn table(doc: &Value) -> String {
             cell(&j["StartTime"]),
         ]);
     }
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

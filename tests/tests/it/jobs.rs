@@ -88,8 +88,16 @@ async fn failures_set_the_exit_code_and_are_counted() {
     let out = master.cli(&["job", "list"]).await;
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{out:?}");
-    assert!(lines[0].starts_with("JID") && lines[0].contains("FUNCTION") && lines[0].contains("RETURNED"), "{out:?}");
-    assert!(lines[1].contains("cmd.run_all") && lines[1].contains("1/1"), "newest first: {out:?}");
+    assert!(
+        lines[0].starts_with("JID")
+            && lines[0].contains("FUNCTION")
+            && lines[0].contains("RETURNED"),
+        "{out:?}"
+    );
+    assert!(
+        lines[1].contains("cmd.run_all") && lines[1].contains("1/1"),
+        "newest first: {out:?}"
+    );
     let out = master.cli(&["job", "list", "--out", "json"]).await;
     let jobs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let failed: Vec<_> = jobs
