@@ -19,18 +19,11 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/brine/master.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: {key}: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: &'static str,
-        message: String,
-    },
+    Invalid { path: PathBuf, key: &'static str, message: String },
 }
 
 /// The config file as written.
@@ -121,10 +114,7 @@ pub struct MasterConfig {
 #[derive(Debug, Clone)]
 pub enum NatsMode {
     /// The master runs and supervises its own `nats-server`.
-    Embedded {
-        listen: SocketAddr,
-        server_bin: PathBuf,
-    },
+    Embedded { listen: SocketAddr, server_bin: PathBuf },
     /// The master uses an existing server.
     External { url: String, auth: ExternalAuth },
 }
@@ -158,27 +148,17 @@ impl MasterConfig {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => MasterConfig::parse(&text, Some(&path)),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
-                MasterConfig::parse("", None)
-            }
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => MasterConfig::parse("", None),
             Err(source) => Err(ConfigError::Read { path, source }),
         }
     }
 
     /// Parses config text; `path` names the file in errors.
     pub fn parse(text: &str, path: Option<&Path>) -> Result<MasterConfig, ConfigError> {
-        let shown = path
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("(defaults)"));
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: shown.clone(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        let invalid = |key, message: String| ConfigError::Invalid {
-            path: shown.clone(),
-            key,
-            message,
-        };
+        let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string().trim_end().to_string() })?;
+        let invalid = |key, message: String| ConfigError::Invalid { path: shown.clone(), key, message };
         let subjects = Subjects::new(&raw.prefix).map_err(|e| invalid("prefix", e.to_string()))?;
         if raw.job_ttl < Duration::from_secs(1) || raw.job_ttl > brine_proto::envelope::MAX_TTL {
             return Err(invalid("job_ttl", "must be between 1s and 7d".into()));
@@ -186,40 +166,31 @@ impl MasterConfig {
         let nats = match raw.nats.url {
             Some(url) => {
                 if raw.nats.listen.is_some() || raw.nats.server_bin.is_some() {
-                    return Err(invalid("nats.url", "cannot be combined with nats.listen or nats.server_bin (those configure the embedded server)".into()));
+                    return Err(invalid(
+                        "nats.url",
+                        "cannot be combined with nats.listen or nats.server_bin (those configure the embedded server)"
+                            .into(),
+                    ));
                 }
                 let auth = match (raw.nats.user, raw.nats.password, raw.nats.creds_file) {
                     (None, None, None) => ExternalAuth::None,
-                    (Some(user), Some(password), None) => {
-                        ExternalAuth::UserPassword { user, password }
-                    }
+                    (Some(user), Some(password), None) => ExternalAuth::UserPassword { user, password },
                     (None, None, Some(creds)) => ExternalAuth::CredsFile(creds),
-                    _ => {
-                        return Err(invalid(
-                            "nats",
-                            "use either user and password, or creds_file".into(),
-                        ))
-                    }
+                    _ => return Err(invalid("nats", "use either user and password, or creds_file".into())),
                 };
                 NatsMode::External { url, auth }
             }
             None => {
-                if raw.nats.user.is_some()
-                    || raw.nats.password.is_some()
-                    || raw.nats.creds_file.is_some()
-                {
+                if raw.nats.user.is_some() || raw.nats.password.is_some() || raw.nats.creds_file.is_some() {
                     return Err(invalid(
                         "nats",
                         "user, password and creds_file need nats.url (an external server)".into(),
                     ));
                 }
                 let listen = raw.nats.listen.as_deref().unwrap_or("0.0.0.0:4222");
-                let listen: SocketAddr = listen.parse().map_err(|_| {
-                    invalid(
-                        "nats.listen",
-                        format!("{listen:?} is not an address like 0.0.0.0:4222"),
-                    )
-                })?;
+                let listen: SocketAddr = listen
+                    .parse()
+                    .map_err(|_| invalid("nats.listen", format!("{listen:?} is not an address like 0.0.0.0:4222")))?;
                 let server_bin = raw
                     .nats
                     .server_bin
@@ -281,49 +252,31 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_by_name_and_line() {
-        let err = MasterConfig::parse(
-            "auto_accept = true\nauto_acept = true\n",
-            Some(Path::new("/x/master.toml")),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("/x/master.toml") && err.contains("auto_acept") && err.contains("line 2"),
-            "{err}"
-        );
-        let err = MasterConfig::parse("[nats]\nurll = \"x\"\n", None)
+        let err = MasterConfig::parse("auto_accept = true\nauto_acept = true\n", Some(Path::new("/x/master.toml")))
             .unwrap_err()
             .to_string();
+        assert!(err.contains("/x/master.toml") && err.contains("auto_acept") && err.contains("line 2"), "{err}");
+        let err = MasterConfig::parse("[nats]\nurll = \"x\"\n", None).unwrap_err().to_string();
         assert!(err.contains("urll"), "{err}");
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        let err = MasterConfig::parse("prefix = \"a b\"", None)
-            .unwrap_err()
-            .to_string();
+        let err = MasterConfig::parse("prefix = \"a b\"", None).unwrap_err().to_string();
         assert!(err.contains("prefix"), "{err}");
-        let err = MasterConfig::parse("job_ttl = \"forever\"", None)
-            .unwrap_err()
-            .to_string();
+        let err = MasterConfig::parse("job_ttl = \"forever\"", None).unwrap_err().to_string();
         assert!(err.contains("forever"), "{err}");
-        let err = MasterConfig::parse("[nats]\nlisten = \"nowhere\"", None)
-            .unwrap_err()
-            .to_string();
+        let err = MasterConfig::parse("[nats]\nlisten = \"nowhere\"", None).unwrap_err().to_string();
         assert!(err.contains("nats.listen"), "{err}");
-        let err = MasterConfig::parse("[nats]\nurl = \"nats://x\"\nlisten = \"0.0.0.0:1\"", None)
-            .unwrap_err()
-            .to_string();
+        let err =
+            MasterConfig::parse("[nats]\nurl = \"nats://x\"\nlisten = \"0.0.0.0:1\"", None).unwrap_err().to_string();
         assert!(err.contains("cannot be combined"), "{err}");
     }
 
     #[test]
     fn external_mode_keeps_the_password_out_of_debug_output() {
-        let c = MasterConfig::parse(
-            "[nats]\nurl = \"nats://h:4222\"\nuser = \"u\"\npassword = \"s3cret\"",
-            None,
-        )
-        .unwrap();
+        let c =
+            MasterConfig::parse("[nats]\nurl = \"nats://h:4222\"\nuser = \"u\"\npassword = \"s3cret\"", None).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }
@@ -343,37 +296,16 @@ mod packaged_defaults {
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
-                Some(rest)
-                    if rest.contains(" = ")
-                        && !skip.iter().any(|k| rest.starts_with(&format!("{k} "))) =>
-                {
-                    rest
-                }
+                Some(rest) if rest.contains(" = ") && !skip.iter().any(|k| rest.starts_with(&format!("{k} "))) => rest,
                 _ => l,
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        for key in [
-            "data_dir",
-            "prefix",
-            "auto_accept",
-            "job_ttl",
-            "presence_timeout",
-            "log_level",
-            "listen",
-        ] {
-            assert!(
-                uncommented
-                    .lines()
-                    .any(|l| l.starts_with(&format!("{key} = "))),
-                "{key} is not documented"
-            );
+        for key in ["data_dir", "prefix", "auto_accept", "job_ttl", "presence_timeout", "log_level", "listen"] {
+            assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
         }
         for key in skip {
-            assert!(
-                text.lines().any(|l| l.starts_with(&format!("#{key} = "))),
-                "{key} is not documented"
-            );
+            assert!(text.lines().any(|l| l.starts_with(&format!("#{key} = "))), "{key} is not documented");
         }
         let documented = MasterConfig::parse(&uncommented, None).unwrap();
         let defaults = MasterConfig::parse("", None).unwrap();

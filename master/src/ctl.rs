@@ -7,8 +7,8 @@ use crate::store::JobCache;
 use brine_proto::envelope::{open_self_signed, seal, Stamp};
 use brine_proto::keys::Fingerprint;
 use brine_proto::msg::{
-    Ctl, CtlError, CtlErrorKind, CtlOp, CtlReply, CtlResult, Job, JobRecord, JobReport, KeyEntry,
-    KeySelection, RunRequest, RunStarted,
+    Ctl, CtlError, CtlErrorKind, CtlOp, CtlReply, CtlResult, Job, JobRecord, JobReport, KeyEntry, KeySelection,
+    RunRequest, RunStarted,
 };
 use brine_proto::{Target, TargetMatcher};
 use futures::StreamExt;
@@ -23,10 +23,7 @@ pub async fn serve(shared: Arc<Shared>) -> Result<impl Future<Output = ()>, Star
         .client
         .queue_subscribe(shared.cfg.subjects.all_ctl(), "brine-master".into())
         .await
-        .map_err(|e| StartError::Connect {
-            url: "ctl".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| StartError::Connect { url: "ctl".into(), reason: e.to_string() })?;
     Ok(async move {
         while let Some(msg) = sub.next().await {
             let shared = shared.clone();
@@ -36,10 +33,7 @@ pub async fn serve(shared: Arc<Shared>) -> Result<impl Future<Output = ()>, Star
 }
 
 fn error(kind: CtlErrorKind, message: impl Into<String>) -> CtlResult {
-    CtlResult::Error(CtlError {
-        kind,
-        message: message.into(),
-    })
+    CtlResult::Error(CtlError { kind, message: message.into() })
 }
 
 async fn handle(shared: &Shared, msg: async_nats::Message) {
@@ -63,20 +57,14 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
             shared,
             &reply,
             &opened.msg.stamp.id,
-            error(
-                CtlErrorKind::Denied,
-                format!("key {} is not an operator of this master", fp.short()),
-            ),
+            error(CtlErrorKind::Denied, format!("key {} is not an operator of this master", fp.short())),
         )
         .await;
         return;
     };
     let stamp = &opened.msg.stamp;
-    let fresh = shared
-        .ctl_replay
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .check_and_insert(&stamp.id, stamp.expires_at, now);
+    let fresh =
+        shared.ctl_replay.lock().unwrap_or_else(|e| e.into_inner()).check_and_insert(&stamp.id, stamp.expires_at, now);
     if let Err(e) = fresh {
         Stats::bump(&shared.stats.ctl_refused);
         tracing::warn!(operator, error = %e, "refused a replayed operator request");
@@ -99,23 +87,12 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
             .listing(shared.key.verifying_key().to_bytes())
             .map(CtlResult::Keys)
             .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string())),
-        CtlOp::JobShow { jid } => match (
-            shared.store.job(jid),
-            shared.store.counts(jid),
-            shared.store.returns(jid),
-        ) {
-            (Ok(Some(job)), Ok(counts), Ok(returns)) => CtlResult::Job(Box::new(JobReport {
-                job,
-                counts: counts.unwrap_or_default(),
-                returns,
-            })),
-            (Ok(None), _, _) => error(
-                CtlErrorKind::NotFound,
-                format!("no job {jid} in the job cache"),
-            ),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                error(CtlErrorKind::Internal, e.to_string())
+        CtlOp::JobShow { jid } => match (shared.store.job(jid), shared.store.counts(jid), shared.store.returns(jid)) {
+            (Ok(Some(job)), Ok(counts), Ok(returns)) => {
+                CtlResult::Job(Box::new(JobReport { job, counts: counts.unwrap_or_default(), returns }))
             }
+            (Ok(None), _, _) => error(CtlErrorKind::NotFound, format!("no job {jid} in the job cache")),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => error(CtlErrorKind::Internal, e.to_string()),
         },
         CtlOp::JobList { limit } => shared
             .store
@@ -127,18 +104,10 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
 }
 
 async fn answer(shared: &Shared, subject: &str, request: &str, result: CtlResult) {
-    let reply = CtlReply {
-        stamp: Stamp::random(Duration::from_secs(300)),
-        request: request.to_string(),
-        result,
-    };
+    let reply = CtlReply { stamp: Stamp::random(Duration::from_secs(300)), request: request.to_string(), result };
     match seal(&reply, &shared.key) {
         Ok(bytes) => {
-            if let Err(e) = shared
-                .client
-                .publish(subject.to_string(), bytes.into())
-                .await
-            {
+            if let Err(e) = shared.client.publish(subject.to_string(), bytes.into()).await {
                 tracing::warn!(error = %e, "cannot answer an operator request");
             }
         }
@@ -155,10 +124,7 @@ async fn change_keys(shared: &Shared, operator: &str, act: &str, sel: &KeySelect
     let changed: Vec<KeyEntry> = match outcome {
         Ok(c) => c,
         Err(crate::keys::SelectError::Pattern { pattern, reason }) => {
-            return error(
-                CtlErrorKind::BadRequest,
-                format!("bad key pattern {pattern:?}: {reason}"),
-            )
+            return error(CtlErrorKind::BadRequest, format!("bad key pattern {pattern:?}: {reason}"))
         }
         Err(e) => return error(CtlErrorKind::Internal, e.to_string()),
     };
@@ -197,31 +163,18 @@ fn valid_function_name(fun: &str) -> bool {
 async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, run: RunRequest) {
     let matcher = match TargetMatcher::compile(&run.target) {
         Ok(m) => m,
-        Err(e) => {
-            return answer(
-                shared,
-                reply,
-                request,
-                error(CtlErrorKind::BadRequest, e.to_string()),
-            )
-            .await
-        }
+        Err(e) => return answer(shared, reply, request, error(CtlErrorKind::BadRequest, e.to_string())).await,
     };
     if !valid_function_name(&run.fun) {
-        let msg = format!(
-            "{:?} is not a function name; use module.function, e.g. test.ping",
-            run.fun
-        );
+        let msg = format!("{:?} is not a function name; use module.function, e.g. test.ping", run.fun);
         return answer(shared, reply, request, error(CtlErrorKind::BadRequest, msg)).await;
     }
     let minions = shared.registry.accepted_matching(&matcher);
     // Listed ids without an accepted key are reported as not returning, as Salt does.
     let missing: Vec<String> = match &run.target {
-        Target::List(ids) => ids
-            .iter()
-            .filter(|id| !minions.iter().any(|m| m.as_str() == id.as_str()))
-            .cloned()
-            .collect(),
+        Target::List(ids) => {
+            ids.iter().filter(|id| !minions.iter().any(|m| m.as_str() == id.as_str())).cloned().collect()
+        }
         _ => Vec::new(),
     };
     if minions.is_empty() {
@@ -239,19 +192,9 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
         minions: minions.clone(),
         started_at: brine_proto::time::now_ms(),
     };
-    if let Err(e) = shared
-        .store
-        .put_job(&record)
-        .and_then(|()| shared.store.flush())
-    {
+    if let Err(e) = shared.store.put_job(&record).and_then(|()| shared.store.flush()) {
         tracing::error!(error = %e, "cannot store a new job");
-        return answer(
-            shared,
-            reply,
-            request,
-            error(CtlErrorKind::Internal, e.to_string()),
-        )
-        .await;
+        return answer(shared, reply, request, error(CtlErrorKind::Internal, e.to_string())).await;
     }
     let job = Job {
         stamp: Stamp::new(jid.to_string(), shared.cfg.job_ttl),
@@ -264,53 +207,24 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
     };
     let bytes: bytes::Bytes = match seal(&job, &shared.key) {
         Ok(b) => b.into(),
-        Err(e) => {
-            return answer(
-                shared,
-                reply,
-                request,
-                error(CtlErrorKind::Internal, e.to_string()),
-            )
-            .await
-        }
+        Err(e) => return answer(shared, reply, request, error(CtlErrorKind::Internal, e.to_string())).await,
     };
-    let offline = minions
-        .iter()
-        .filter(|m| !shared.presence.is_up(m, shared.cfg.presence_timeout))
-        .cloned()
-        .collect();
-    shared
-        .active
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            jid,
-            ActiveJob {
-                targets: minions.iter().cloned().collect(),
-                watchers: run
-                    .stream_to
-                    .iter()
-                    .map(|s| (s.clone(), request.to_string()))
-                    .collect(),
-                remaining: minions.len(),
-                since: Instant::now(),
-            },
-        );
+    let offline = minions.iter().filter(|m| !shared.presence.is_up(m, shared.cfg.presence_timeout)).cloned().collect();
+    shared.active.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        jid,
+        ActiveJob {
+            targets: minions.iter().cloned().collect(),
+            watchers: run.stream_to.iter().map(|s| (s.clone(), request.to_string())).collect(),
+            remaining: minions.len(),
+            since: Instant::now(),
+        },
+    );
     // Answer first: the operator's returns stream follows on the same connection, so
     // it can never overtake this reply.
-    let started = RunStarted {
-        jid,
-        minions: minions.clone(),
-        offline,
-        missing,
-    };
+    let started = RunStarted { jid, minions: minions.clone(), offline, missing };
     answer(shared, reply, request, CtlResult::RunStarted(started)).await;
     for minion in &minions {
-        if let Err(e) = shared
-            .client
-            .publish(shared.cfg.subjects.job(minion, jid), bytes.clone())
-            .await
-        {
+        if let Err(e) = shared.client.publish(shared.cfg.subjects.job(minion, jid), bytes.clone()).await {
             tracing::error!(%jid, minion = %minion, error = %e, "cannot publish job");
         }
     }
@@ -332,15 +246,7 @@ mod tests {
     fn function_names_are_module_dot_function() {
         assert!(valid_function_name("test.ping"));
         assert!(valid_function_name("cmd.run_all"));
-        for bad in [
-            "",
-            "ping",
-            "test.",
-            ".ping",
-            "a.b.c",
-            "test.ping;rm",
-            "test ping",
-        ] {
+        for bad in ["", "ping", "test.", ".ping", "a.b.c", "test.ping;rm", "test ping"] {
             assert!(!valid_function_name(bad), "{bad}");
         }
     }

@@ -20,10 +20,7 @@ pub async fn serve(shared: Arc<Shared>) -> Result<impl Future<Output = ()>, Star
         .client
         .queue_subscribe(shared.cfg.subjects.enroll(), "brine-master".into())
         .await
-        .map_err(|e| StartError::Connect {
-            url: "enroll".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| StartError::Connect { url: "enroll".into(), reason: e.to_string() })?;
     Ok(async move {
         while let Some(msg) = sub.next().await {
             handle(&shared, msg).await;
@@ -36,8 +33,7 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
         Stats::bump(&shared.stats.enroll_refused);
         return;
     };
-    let opened = match open_self_signed::<EnrollRequest>(&msg.payload, brine_proto::time::now_ms())
-    {
+    let opened = match open_self_signed::<EnrollRequest>(&msg.payload, brine_proto::time::now_ms()) {
         Ok(o) => o,
         Err(e) => {
             Stats::bump(&shared.stats.enroll_refused);
@@ -51,10 +47,7 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
         tracing::warn!(id = %req.id, "dropping enrollment request signed by a key other than the one it presents");
         return;
     }
-    let enrolled = match shared
-        .registry
-        .enroll(&req.id, req.key, shared.cfg.auto_accept)
-    {
+    let enrolled = match shared.registry.enroll(&req.id, req.key, shared.cfg.auto_accept) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(id = %req.id, error = %e, "cannot record enrollment");
@@ -85,7 +78,10 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
             shared.sync_nats_users().await;
         }
         shared
-            .emit(&format!("brine/key/{act}"), json!({"act": act, "id": req.id, "fingerprint": fp, "auto": shared.cfg.auto_accept}))
+            .emit(
+                &format!("brine/key/{act}"),
+                json!({"act": act, "id": req.id, "fingerprint": fp, "auto": shared.cfg.auto_accept}),
+            )
             .await;
     }
     let answer = EnrollReply {

@@ -66,13 +66,7 @@ impl Ingest {
     /// Runs the pipeline until the task is aborted.
     pub async fn run(self, shared: Arc<Shared>) {
         loop {
-            let messages = match self
-                .consumer
-                .stream()
-                .max_messages_per_batch(BATCH)
-                .messages()
-                .await
-            {
+            let messages = match self.consumer.stream().max_messages_per_batch(BATCH).messages().await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the returns stream; retrying");
@@ -111,27 +105,16 @@ enum Drop {
 /// Checks one message: its subject names the minion, the minion's accepted key signed
 /// it, the body agrees with the subject, and the job targeted that minion.
 fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Return, Drop> {
-    let (minion, jid_token) = shared
-        .cfg
-        .subjects
-        .parse_ret(subject)
-        .ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
-    let key = shared
-        .registry
-        .accepted_key(&minion)
-        .ok_or(Drop::UnknownMinion)?;
+    let (minion, jid_token) =
+        shared.cfg.subjects.parse_ret(subject).ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
+    let key = shared.registry.accepted_key(&minion).ok_or(Drop::UnknownMinion)?;
     let ret: Return = open(payload, &key, now).map_err(|e| match e {
-        OpenError::Expired(_) | OpenError::FromTheFuture(_) | OpenError::BadStamp(_) => {
-            Drop::Stale(e)
-        }
+        OpenError::Expired(_) | OpenError::FromTheFuture(_) | OpenError::BadStamp(_) => Drop::Stale(e),
         OpenError::Malformed(m) => Drop::Malformed(m),
         e => Drop::Signature(e),
     })?;
     if ret.id != minion || ret.jid.to_string() != jid_token {
-        return Err(Drop::Malformed(format!(
-            "return for {} / {} on subject {subject}",
-            ret.id, ret.jid
-        )));
+        return Err(Drop::Malformed(format!("return for {} / {} on subject {subject}", ret.id, ret.jid)));
     }
     let targeted = {
         let active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
@@ -150,10 +133,7 @@ fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Re
 
 async fn process(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) {
     let work = shared.clone();
-    let inputs: Vec<(String, bytes::Bytes)> = msgs
-        .iter()
-        .map(|m| (m.subject.to_string(), m.payload.clone()))
-        .collect();
+    let inputs: Vec<(String, bytes::Bytes)> = msgs.iter().map(|m| (m.subject.to_string(), m.payload.clone())).collect();
     // Verification and the store are CPU and disk work: keep them off the async threads.
     let outcome = tokio::task::spawn_blocking(move || {
         let now = brine_proto::time::now_ms();
@@ -208,10 +188,7 @@ fn count_drop(shared: &Shared, subject: &str, why: Drop) {
         }
         Drop::UnknownMinion => {
             Stats::bump(&s.returns_unknown_minion);
-            tracing::warn!(
-                subject,
-                "dropped a return from a minion without an accepted key"
-            );
+            tracing::warn!(subject, "dropped a return from a minion without an accepted key");
         }
         Drop::Signature(e) => {
             Stats::bump(&s.returns_bad_signature);
@@ -223,10 +200,7 @@ fn count_drop(shared: &Shared, subject: &str, why: Drop) {
         }
         Drop::Unexpected => {
             Stats::bump(&s.returns_unexpected);
-            tracing::warn!(
-                subject,
-                "dropped a return for a job that did not target its minion"
-            );
+            tracing::warn!(subject, "dropped a return for a job that did not target its minion");
         }
     }
 }

@@ -85,20 +85,16 @@ impl Registry {
     }
 
     fn db_err(&self, e: sled::Error) -> StoreError {
-        StoreError::Db {
-            path: "keys".into(),
-            source: e,
-        }
+        StoreError::Db { path: "keys".into(), source: e }
     }
 
     fn records(&self) -> Result<Vec<(MinionId, KeyRecord)>, StoreError> {
         let mut out = Vec::new();
         for kv in self.keys.iter() {
             let (k, v) = kv.map_err(|e| self.db_err(e))?;
-            let (Ok(id), Ok(rec)) = (
-                MinionId::new(String::from_utf8_lossy(&k).into_owned()),
-                rmp_serde::from_slice::<KeyRecord>(&v),
-            ) else {
+            let (Ok(id), Ok(rec)) =
+                (MinionId::new(String::from_utf8_lossy(&k).into_owned()), rmp_serde::from_slice::<KeyRecord>(&v))
+            else {
                 tracing::warn!(key = %String::from_utf8_lossy(&k), "skipping unreadable key record");
                 continue;
             };
@@ -113,15 +109,9 @@ impl Registry {
     }
 
     fn put(&self, id: &MinionId, status: KeyStatus, key: [u8; 32]) -> Result<(), StoreError> {
-        let rec = KeyRecord {
-            status,
-            key,
-            updated_at: brine_proto::time::now_ms(),
-        };
+        let rec = KeyRecord { status, key, updated_at: brine_proto::time::now_ms() };
         let bytes = rmp_serde::to_vec_named(&rec).unwrap_or_default();
-        self.keys
-            .insert(id.as_str(), bytes)
-            .map_err(|e| self.db_err(e))?;
+        self.keys.insert(id.as_str(), bytes).map_err(|e| self.db_err(e))?;
         let mut acc = self.accepted.write().unwrap_or_else(|e| e.into_inner());
         match (status, VerifyingKey::from_bytes(&key)) {
             (KeyStatus::Accepted, Ok(k)) => {
@@ -135,68 +125,37 @@ impl Registry {
     }
 
     /// Records an enrollment request for `id` with `key`.
-    pub fn enroll(
-        &self,
-        id: &MinionId,
-        key: [u8; 32],
-        auto_accept: bool,
-    ) -> Result<Enrolled, StoreError> {
+    pub fn enroll(&self, id: &MinionId, key: [u8; 32], auto_accept: bool) -> Result<Enrolled, StoreError> {
         match self.record(id)? {
-            Some(rec) if rec.key == key => Ok(Enrolled {
-                status: rec.status,
-                changed: false,
-            }),
+            Some(rec) if rec.key == key => Ok(Enrolled { status: rec.status, changed: false }),
             Some(_) => {
                 let k = denied_key(id, &key);
                 let fresh = !self.denied.contains_key(&k).map_err(|e| self.db_err(e))?;
                 if fresh {
-                    self.denied
-                        .insert(k, &brine_proto::time::now_ms().to_be_bytes())
-                        .map_err(|e| self.db_err(e))?;
+                    self.denied.insert(k, &brine_proto::time::now_ms().to_be_bytes()).map_err(|e| self.db_err(e))?;
                 }
-                Ok(Enrolled {
-                    status: KeyStatus::Denied,
-                    changed: fresh,
-                })
+                Ok(Enrolled { status: KeyStatus::Denied, changed: fresh })
             }
             None => {
                 // A key that was denied while another key held the id may enroll once
                 // that key is gone.
-                self.denied
-                    .remove(denied_key(id, &key))
-                    .map_err(|e| self.db_err(e))?;
-                let status = if auto_accept {
-                    KeyStatus::Accepted
-                } else {
-                    KeyStatus::Pending
-                };
+                self.denied.remove(denied_key(id, &key)).map_err(|e| self.db_err(e))?;
+                let status = if auto_accept { KeyStatus::Accepted } else { KeyStatus::Pending };
                 self.put(id, status, key)?;
-                Ok(Enrolled {
-                    status,
-                    changed: true,
-                })
+                Ok(Enrolled { status, changed: true })
             }
         }
     }
 
     /// The accepted key of `id`.
     pub fn accepted_key(&self, id: &MinionId) -> Option<VerifyingKey> {
-        self.accepted
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .copied()
+        self.accepted.read().unwrap_or_else(|e| e.into_inner()).get(id).copied()
     }
 
     /// Every accepted minion with its key, sorted by id.
     pub fn accepted(&self) -> Vec<(MinionId, VerifyingKey)> {
-        let mut v: Vec<_> = self
-            .accepted
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, k)| (id.clone(), *k))
-            .collect();
+        let mut v: Vec<_> =
+            self.accepted.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(id, k)| (id.clone(), *k)).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -217,16 +176,9 @@ impl Registry {
 
     /// Every key by status.
     pub fn listing(&self, master: [u8; 32]) -> Result<KeyListing, StoreError> {
-        let mut l = KeyListing {
-            master,
-            ..KeyListing::default()
-        };
+        let mut l = KeyListing { master, ..KeyListing::default() };
         for (id, rec) in self.records()? {
-            let entry = KeyEntry {
-                id,
-                status: rec.status,
-                key: rec.key,
-            };
+            let entry = KeyEntry { id, status: rec.status, key: rec.key };
             match rec.status {
                 KeyStatus::Accepted => l.accepted.push(entry),
                 KeyStatus::Pending => l.pending.push(entry),
@@ -237,11 +189,7 @@ impl Registry {
         for kv in self.denied.iter() {
             let (k, _) = kv.map_err(|e| self.db_err(e))?;
             if let Some((id, key)) = split_denied(&k) {
-                l.denied.push(KeyEntry {
-                    id,
-                    status: KeyStatus::Denied,
-                    key,
-                });
+                l.denied.push(KeyEntry { id, status: KeyStatus::Denied, key });
             }
         }
         Ok(l)
@@ -251,10 +199,8 @@ impl Registry {
         sel.ids
             .iter()
             .map(|p| {
-                TargetMatcher::compile(&Target::Glob(p.clone())).map_err(|e| SelectError::Pattern {
-                    pattern: p.clone(),
-                    reason: e.to_string(),
-                })
+                TargetMatcher::compile(&Target::Glob(p.clone()))
+                    .map_err(|e| SelectError::Pattern { pattern: p.clone(), reason: e.to_string() })
             })
             .collect()
     }
@@ -275,11 +221,7 @@ impl Registry {
             };
             if eligible && Self::selected(sel, &matchers, &id) {
                 self.put(&id, KeyStatus::Accepted, rec.key)?;
-                changed.push(KeyEntry {
-                    id,
-                    status: KeyStatus::Accepted,
-                    key: rec.key,
-                });
+                changed.push(KeyEntry { id, status: KeyStatus::Accepted, key: rec.key });
             }
         }
         if sel.include_denied {
@@ -292,11 +234,7 @@ impl Registry {
                     // The operator chose this key for the id: it replaces the old one.
                     self.put(&id, KeyStatus::Accepted, key)?;
                     self.denied.remove(&k).map_err(|e| self.db_err(e))?;
-                    changed.push(KeyEntry {
-                        id,
-                        status: KeyStatus::Accepted,
-                        key,
-                    });
+                    changed.push(KeyEntry { id, status: KeyStatus::Accepted, key });
                 }
             }
         }
@@ -315,11 +253,7 @@ impl Registry {
             };
             if eligible && Self::selected(sel, &matchers, &id) {
                 self.put(&id, KeyStatus::Rejected, rec.key)?;
-                changed.push(KeyEntry {
-                    id,
-                    status: KeyStatus::Rejected,
-                    key: rec.key,
-                });
+                changed.push(KeyEntry { id, status: KeyStatus::Rejected, key: rec.key });
             }
         }
         Ok(changed)
@@ -333,15 +267,8 @@ impl Registry {
         for (id, rec) in self.records()? {
             if Self::selected(sel, &matchers, &id) {
                 self.keys.remove(id.as_str()).map_err(|e| self.db_err(e))?;
-                self.accepted
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                changed.push(KeyEntry {
-                    id,
-                    status: rec.status,
-                    key: rec.key,
-                });
+                self.accepted.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                changed.push(KeyEntry { id, status: rec.status, key: rec.key });
             }
         }
         for kv in self.denied.iter() {
@@ -351,11 +278,7 @@ impl Registry {
             };
             if Self::selected(sel, &matchers, &id) {
                 self.denied.remove(&k).map_err(|e| self.db_err(e))?;
-                changed.push(KeyEntry {
-                    id,
-                    status: KeyStatus::Denied,
-                    key,
-                });
+                changed.push(KeyEntry { id, status: KeyStatus::Denied, key });
             }
         }
         Ok(changed)
@@ -373,10 +296,7 @@ mod tests {
     use super::*;
 
     fn sel(ids: &[&str]) -> KeySelection {
-        KeySelection {
-            ids: ids.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
+        KeySelection { ids: ids.iter().map(|s| s.to_string()).collect(), ..Default::default() }
     }
 
     fn reg() -> (tempfile::TempDir, Registry) {
@@ -391,9 +311,7 @@ mod tests {
     }
 
     fn pk(n: u8) -> [u8; 32] {
-        ed25519_dalek::SigningKey::from_bytes(&[n; 32])
-            .verifying_key()
-            .to_bytes()
+        ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key().to_bytes()
     }
 
     #[test]
@@ -401,26 +319,17 @@ mod tests {
         let (_d, reg) = reg();
         assert_eq!(
             reg.enroll(&id("web1"), pk(1), false).unwrap(),
-            Enrolled {
-                status: KeyStatus::Pending,
-                changed: true
-            }
+            Enrolled { status: KeyStatus::Pending, changed: true }
         );
         assert_eq!(
             reg.enroll(&id("web1"), pk(1), false).unwrap(),
-            Enrolled {
-                status: KeyStatus::Pending,
-                changed: false
-            }
+            Enrolled { status: KeyStatus::Pending, changed: false }
         );
         assert!(reg.accepted_key(&id("web1")).is_none());
         let changed = reg.accept(&sel(&["web*"])).unwrap();
         assert_eq!(changed.len(), 1);
         assert!(reg.accepted_key(&id("web1")).is_some());
-        assert_eq!(
-            reg.enroll(&id("web1"), pk(1), false).unwrap().status,
-            KeyStatus::Accepted
-        );
+        assert_eq!(reg.enroll(&id("web1"), pk(1), false).unwrap().status, KeyStatus::Accepted);
     }
 
     #[test]
@@ -429,24 +338,14 @@ mod tests {
         let good = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
         reg.enroll(&id("web1"), good.to_bytes(), true).unwrap();
         let e = reg.enroll(&id("web1"), [9; 32], true).unwrap();
-        assert_eq!(
-            e,
-            Enrolled {
-                status: KeyStatus::Denied,
-                changed: true
-            }
-        );
+        assert_eq!(e, Enrolled { status: KeyStatus::Denied, changed: true });
         assert_eq!(reg.accepted_key(&id("web1")), Some(good));
         let l = reg.listing([0; 32]).unwrap();
         assert_eq!(l.accepted.len(), 1);
         assert_eq!(l.denied.len(), 1);
         assert_eq!(l.denied[0].key, [9; 32]);
         // Accepting pending keys does not touch denied ones...
-        reg.accept(&KeySelection {
-            all: true,
-            ..Default::default()
-        })
-        .unwrap();
+        reg.accept(&KeySelection { all: true, ..Default::default() }).unwrap();
         assert_eq!(reg.accepted_key(&id("web1")), Some(good));
     }
 
@@ -457,32 +356,21 @@ mod tests {
         let new = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key();
         reg.enroll(&id("web1"), old.to_bytes(), true).unwrap();
         reg.enroll(&id("web1"), new.to_bytes(), true).unwrap();
-        let changed = reg
-            .accept(&KeySelection {
-                include_denied: true,
-                ..sel(&["web1"])
-            })
-            .unwrap();
+        let changed = reg.accept(&KeySelection { include_denied: true, ..sel(&["web1"]) }).unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(reg.accepted_key(&id("web1")), Some(new));
         assert!(reg.listing([0; 32]).unwrap().denied.is_empty());
         // Or: delete the id, and the next key to enroll starts over as pending.
         reg.delete(&sel(&["web1"])).unwrap();
         assert!(reg.accepted_key(&id("web1")).is_none());
-        assert_eq!(
-            reg.enroll(&id("web1"), old.to_bytes(), false)
-                .unwrap()
-                .status,
-            KeyStatus::Pending
-        );
+        assert_eq!(reg.enroll(&id("web1"), old.to_bytes(), false).unwrap().status, KeyStatus::Pending);
     }
 
     #[test]
     fn reject_and_delete_apply_to_the_selection_only() {
         let (_d, reg) = reg();
         for m in ["a1", "a2", "b1"] {
-            reg.enroll(&id(m), pk(m.as_bytes()[0] + m.as_bytes()[1]), false)
-                .unwrap();
+            reg.enroll(&id(m), pk(m.as_bytes()[0] + m.as_bytes()[1]), false).unwrap();
         }
         assert_eq!(reg.reject(&sel(&["a*"])).unwrap().len(), 2);
         let l = reg.listing([0; 32]).unwrap();
@@ -490,21 +378,10 @@ mod tests {
         // A rejected key is not accepted by a plain accept...
         assert_eq!(reg.accept(&sel(&["a1"])).unwrap().len(), 0);
         // ...only with include_rejected.
-        assert_eq!(
-            reg.accept(&KeySelection {
-                include_rejected: true,
-                ..sel(&["a1"])
-            })
-            .unwrap()
-            .len(),
-            1
-        );
+        assert_eq!(reg.accept(&KeySelection { include_rejected: true, ..sel(&["a1"]) }).unwrap().len(), 1);
         assert_eq!(reg.delete(&sel(&["a2", "b1"])).unwrap().len(), 2);
         let l = reg.listing([0; 32]).unwrap();
-        assert_eq!(
-            (l.accepted.len(), l.pending.len(), l.rejected.len()),
-            (1, 0, 0)
-        );
+        assert_eq!((l.accepted.len(), l.pending.len(), l.rejected.len()), (1, 0, 0));
     }
 
     #[test]

@@ -31,10 +31,7 @@ pub enum StartError {
     #[error("cannot set up JetStream: {0}")]
     JetStream(String),
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// A job the master is waiting on: who was targeted and who follows its returns.
@@ -66,11 +63,7 @@ pub struct Shared {
 impl Shared {
     /// Publishes an event signed by the master on `P.event.master.<tag>`.
     pub async fn emit(&self, tag: &str, data: Value) {
-        let event = Event {
-            stamp: Stamp::random(Duration::from_secs(3600)),
-            tag: tag.to_string(),
-            data,
-        };
+        let event = Event { stamp: Stamp::random(Duration::from_secs(3600)), tag: tag.to_string(), data };
         match seal(&event, &self.key) {
             Ok(bytes) => {
                 let subject = self.cfg.subjects.event("master", tag);
@@ -108,10 +101,7 @@ impl Shared {
     /// Forgets active jobs nobody can still be waiting for.
     pub(crate) fn sweep_active(&self) {
         let max_age = self.cfg.job_ttl + Duration::from_secs(60);
-        self.active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, j| j.since.elapsed() < max_age);
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, j| j.since.elapsed() < max_age);
     }
 }
 
@@ -121,37 +111,24 @@ pub struct Master {
     tasks: Vec<JoinHandle<()>>,
 }
 
-async fn connect(
-    url: &str,
-    opts: async_nats::ConnectOptions,
-) -> Result<async_nats::Client, StartError> {
+async fn connect(url: &str, opts: async_nats::ConnectOptions) -> Result<async_nats::Client, StartError> {
     opts.name("brine-master")
         .max_reconnects(None)
         .connect(url)
         .await
-        .map_err(|e| StartError::Connect {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| StartError::Connect { url: url.to_string(), reason: e.to_string() })
 }
 
 impl Master {
     /// Starts the master and all its services.
     pub async fn start(cfg: MasterConfig) -> Result<Master, StartError> {
-        brine_proto::keys::create_private_dir(&cfg.data_dir).map_err(|source| {
-            StartError::Write {
-                path: cfg.data_dir.clone(),
-                source,
-            }
-        })?;
+        brine_proto::keys::create_private_dir(&cfg.data_dir)
+            .map_err(|source| StartError::Write { path: cfg.data_dir.clone(), source })?;
         let (key, created) = brine_proto::keys::load_or_create_key(&cfg.master_key_path())?;
         if created {
             tracing::info!(path = %cfg.master_key_path().display(), "created the master key");
         }
-        brine_proto::keys::write_public_key(
-            &cfg.data_dir.join("master.pub"),
-            &key.verifying_key(),
-        )?;
+        brine_proto::keys::write_public_key(&cfg.data_dir.join("master.pub"), &key.verifying_key())?;
         let (admin, _) = brine_proto::keys::load_or_create_key(&cfg.admin_key_path())?;
         let mut operators = HashMap::new();
         operators.insert(admin.verifying_key().to_bytes(), "admin".to_string());
@@ -162,11 +139,7 @@ impl Master {
 
         let (client, embedded) = match &cfg.nats {
             NatsMode::Embedded { listen, server_bin } => {
-                let layout = Layout {
-                    dir: cfg.nats_dir(),
-                    bin: server_bin.clone(),
-                    listen: *listen,
-                };
+                let layout = Layout { dir: cfg.nats_dir(), bin: server_bin.clone(), listen: *listen };
                 let users = Users {
                     master: key.verifying_key(),
                     operators: vec![("admin".into(), admin.verifying_key())],
@@ -174,34 +147,20 @@ impl Master {
                 };
                 let section = crate::nats::render_users(&users, &cfg.subjects);
                 let embedded = EmbeddedNats::start(layout, section).await?;
-                let seed = crate::nats::nkey_seed(&key).map_err(|reason| StartError::Connect {
-                    url: embedded.client_url().to_string(),
-                    reason,
-                })?;
-                let client = connect(
-                    embedded.client_url(),
-                    async_nats::ConnectOptions::with_nkey(seed),
-                )
-                .await?;
+                let seed = crate::nats::nkey_seed(&key)
+                    .map_err(|reason| StartError::Connect { url: embedded.client_url().to_string(), reason })?;
+                let client = connect(embedded.client_url(), async_nats::ConnectOptions::with_nkey(seed)).await?;
                 (client, Some(embedded))
             }
             NatsMode::External { url, auth } => {
                 let opts = match auth {
                     ExternalAuth::None => async_nats::ConnectOptions::new(),
                     ExternalAuth::UserPassword { user, password } => {
-                        async_nats::ConnectOptions::with_user_and_password(
-                            user.clone(),
-                            password.clone(),
-                        )
+                        async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
                     }
-                    ExternalAuth::CredsFile(path) => {
-                        async_nats::ConnectOptions::with_credentials_file(path)
-                            .await
-                            .map_err(|e| StartError::Connect {
-                                url: url.clone(),
-                                reason: e.to_string(),
-                            })?
-                    }
+                    ExternalAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
+                        .await
+                        .map_err(|e| StartError::Connect { url: url.clone(), reason: e.to_string() })?,
                 };
                 (connect(url, opts).await?, None)
             }
@@ -211,12 +170,8 @@ impl Master {
             (None, NatsMode::External { url, .. }) => url.clone(),
             (None, NatsMode::Embedded { .. }) => unreachable!("embedded mode always has a server"),
         };
-        std::fs::write(cfg.client_url_path(), format!("{client_url}\n")).map_err(|source| {
-            StartError::Write {
-                path: cfg.client_url_path(),
-                source,
-            }
-        })?;
+        std::fs::write(cfg.client_url_path(), format!("{client_url}\n"))
+            .map_err(|source| StartError::Write { path: cfg.client_url_path(), source })?;
 
         let shared = Arc::new(Shared {
             cfg,
@@ -261,10 +216,7 @@ impl Master {
 
     /// The URL of the NATS server the master uses.
     pub fn nats_url(&self) -> String {
-        std::fs::read_to_string(self.shared.cfg.client_url_path())
-            .unwrap_or_default()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(self.shared.cfg.client_url_path()).unwrap_or_default().trim().to_string()
     }
 
     /// The master's public key.

@@ -32,20 +32,12 @@ pub const ENROLL_USER: &str = "brine-enroll";
 /// Starting or running the embedded server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
-    #[error(
-        "cannot start {bin}: {source} (install nats-server or set nats.server_bin / $NATS_SERVER)"
-    )]
-    Spawn {
-        bin: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot start {bin}: {source} (install nats-server or set nats.server_bin / $NATS_SERVER)")]
+    Spawn { bin: PathBuf, source: std::io::Error },
     #[error("nats-server did not start: {0}")]
     NotReady(String),
     #[error("embedded NATS directory {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("the embedded NATS supervisor has stopped")]
     Gone,
 }
@@ -73,11 +65,7 @@ fn crc16_xmodem(data: &[u8]) -> u16 {
     for &b in data {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
         }
     }
     crc
@@ -123,16 +111,9 @@ fn list(items: &[String]) -> String {
 
 /// The subjects one minion may publish and subscribe to.
 pub fn minion_permissions(subjects: &Subjects, id: &MinionId) -> (Vec<String>, Vec<String>) {
-    let publish = vec![
-        subjects.rets_of(id),
-        subjects.events_of(id.as_str()),
-        subjects.rpc_of(id),
-        subjects.presence(id),
-    ];
-    let subscribe = vec![
-        subjects.jobs_of(id),
-        format!("{}.>", subjects.minion_inbox(id)),
-    ];
+    let publish =
+        vec![subjects.rets_of(id), subjects.events_of(id.as_str()), subjects.rpc_of(id), subjects.presence(id)];
+    let subscribe = vec![subjects.jobs_of(id), format!("{}.>", subjects.minion_inbox(id))];
     (publish, subscribe)
 }
 
@@ -243,10 +224,7 @@ impl Layout {
         if !String::from_utf8_lossy(&cmdline).contains(&conf) {
             return;
         }
-        tracing::warn!(
-            pid,
-            "stopping a nats-server left running by a previous master"
-        );
+        tracing::warn!(pid, "stopping a nats-server left running by a previous master");
         let pid = nix::unistd::Pid::from_raw(pid);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         for _ in 0..100 {
@@ -279,17 +257,11 @@ impl Layout {
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| NatsError::Spawn {
-                bin: self.bin.clone(),
-                source,
-            })?;
+            .map_err(|source| NatsError::Spawn { bin: self.bin.clone(), source })?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(NatsError::NotReady(format!(
-                    "it exited with {status}: {}",
-                    self.log_tail()
-                )));
+                return Err(NatsError::NotReady(format!("it exited with {status}: {}", self.log_tail())));
             }
             if let Some(found) = self.read_port(child.id(), port) {
                 let addr = SocketAddr::new(loopback_for(self.listen.ip()), found);
@@ -299,10 +271,7 @@ impl Layout {
             }
             if tokio::time::Instant::now() > deadline {
                 let _ = child.kill().await;
-                return Err(NatsError::NotReady(format!(
-                    "not listening after 15 s: {}",
-                    self.log_tail()
-                )));
+                return Err(NatsError::NotReady(format!("not listening after 15 s: {}", self.log_tail())));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -311,18 +280,13 @@ impl Layout {
     /// The client port from the server's ports file.
     fn read_port(&self, pid: Option<u32>, configured: Option<u16>) -> Option<u16> {
         let pid = pid?;
-        let text = std::fs::read_to_string(self.ports_dir().join(format!(
-            "{}_{pid}.ports",
-            self.bin.file_name()?.to_string_lossy()
-        )))
+        let text = std::fs::read_to_string(
+            self.ports_dir().join(format!("{}_{pid}.ports", self.bin.file_name()?.to_string_lossy())),
+        )
         .ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         // 2.10+ name the client ports "nats"; older servers "client".
-        let url = v
-            .get("nats")
-            .or_else(|| v.get("client"))?
-            .get(0)?
-            .as_str()?;
+        let url = v.get("nats").or_else(|| v.get("client"))?.get(0)?.as_str()?;
         let port = url.rsplit(':').next()?.parse().ok()?;
         configured.map_or(Some(port), |c| (c == port).then_some(port))
     }
@@ -362,17 +326,10 @@ impl EmbeddedNats {
         let (child, port) = layout.spawn(fixed).await?;
         // From now on the port is fixed, so a restarted server keeps its address.
         layout.write_conf(&layout.render(Some(port), &users_section))?;
-        let client_url = format!(
-            "nats://{}",
-            SocketAddr::new(loopback_for(layout.listen.ip()), port)
-        );
+        let client_url = format!("nats://{}", SocketAddr::new(loopback_for(layout.listen.ip()), port));
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(supervise(layout, child, port, rx));
-        Ok(EmbeddedNats {
-            tx,
-            client_url,
-            port,
-        })
+        Ok(EmbeddedNats { tx, client_url, port })
     }
 
     /// The URL clients on this host use.
@@ -388,10 +345,7 @@ impl EmbeddedNats {
     /// Rewrites the users and permissions and makes the server reload them.
     pub async fn reload(&self, users_section: String) -> Result<(), NatsError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Reload(users_section, tx))
-            .await
-            .map_err(|_| NatsError::Gone)?;
+        self.tx.send(Cmd::Reload(users_section, tx)).await.map_err(|_| NatsError::Gone)?;
         rx.await.map_err(|_| NatsError::Gone)?
     }
 
@@ -406,14 +360,8 @@ impl EmbeddedNats {
 
 async fn stop(child: &mut Child) {
     if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        if tokio::time::timeout(Duration::from_secs(5), child.wait())
-            .await
-            .is_ok()
-        {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
             return;
         }
     }
@@ -500,15 +448,9 @@ mod tests {
                 "brine.presence.web1~example~com"
             ]
         );
-        assert_eq!(
-            subscribe,
-            vec!["brine.job.web1~example~com.>", "_INBOX_web1~example~com.>"]
-        );
+        assert_eq!(subscribe, vec!["brine.job.web1~example~com.>", "_INBOX_web1~example~com.>"]);
         for s in publish.iter().chain(&subscribe) {
-            assert!(
-                !s.contains('*') && !s.starts_with('>') && !s.contains("$JS"),
-                "{s}"
-            );
+            assert!(!s.contains('*') && !s.starts_with('>') && !s.contains("$JS"), "{s}");
         }
     }
 

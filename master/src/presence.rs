@@ -22,41 +22,23 @@ pub struct Presence {
 impl Presence {
     /// Records a heartbeat.
     pub fn record(&self, id: MinionId, version: String, running: Vec<Jid>) {
-        let seen = Seen {
-            at: Instant::now(),
-            version,
-            running,
-        };
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, seen);
+        let seen = Seen { at: Instant::now(), version, running };
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(id, seen);
     }
 
     /// Forgets a minion (its key was deleted or rejected).
     pub fn forget(&self, id: &MinionId) {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
     /// Whether `id` sent a heartbeat within `timeout`.
     pub fn is_up(&self, id: &MinionId, timeout: Duration) -> bool {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .is_some_and(|s| s.at.elapsed() <= timeout)
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(id).is_some_and(|s| s.at.elapsed() <= timeout)
     }
 
     /// The last heartbeat of `id`.
     pub fn get(&self, id: &MinionId) -> Option<Seen> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
     }
 }
 
@@ -70,10 +52,7 @@ pub async fn serve(
         .client
         .subscribe(shared.cfg.subjects.all_presence())
         .await
-        .map_err(|e| crate::master::StartError::Connect {
-            url: "presence".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| crate::master::StartError::Connect { url: "presence".into(), reason: e.to_string() })?;
     Ok(async move {
         while let Some(msg) = sub.next().await {
             let Some(id) = shared.cfg.subjects.parse_presence(&msg.subject) else {

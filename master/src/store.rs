@@ -50,10 +50,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let err = |source| StoreError::Db {
-            path: path.to_path_buf(),
-            source,
-        };
+        let err = |source| StoreError::Db { path: path.to_path_buf(), source };
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(64 * 1024 * 1024)
@@ -75,10 +72,7 @@ impl Store {
     }
 
     fn err(&self, source: sled::Error) -> StoreError {
-        StoreError::Db {
-            path: self.path.clone(),
-            source,
-        }
+        StoreError::Db { path: self.path.clone(), source }
     }
 }
 
@@ -87,14 +81,8 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     rmp_serde::to_vec_named(v).unwrap_or_default()
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    what: impl FnOnce() -> String,
-) -> Result<T, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        what: what(),
-        reason: e.to_string(),
-    })
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt { what: what(), reason: e.to_string() })
 }
 
 fn return_key(jid: Jid, id: &str) -> Vec<u8> {
@@ -107,16 +95,9 @@ fn return_key(jid: Jid, id: &str) -> Vec<u8> {
 impl JobCache for Store {
     fn put_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         let key = job.jid.to_be_bytes();
-        let counts = JobCounts {
-            targeted: job.minions.len() as u64,
-            ..JobCounts::default()
-        };
-        self.jobs
-            .insert(key, encode(job))
-            .map_err(|e| self.err(e))?;
-        self.counts
-            .insert(key, encode(&counts))
-            .map_err(|e| self.err(e))?;
+        let counts = JobCounts { targeted: job.minions.len() as u64, ..JobCounts::default() };
+        self.jobs.insert(key, encode(job)).map_err(|e| self.err(e))?;
+        self.counts.insert(key, encode(&counts)).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -126,11 +107,7 @@ impl JobCache for Store {
         for r in returns {
             let inserted = self
                 .returns
-                .compare_and_swap(
-                    return_key(r.jid, r.id.as_str()),
-                    None as Option<&[u8]>,
-                    Some(encode(r)),
-                )
+                .compare_and_swap(return_key(r.jid, r.id.as_str()), None as Option<&[u8]>, Some(encode(r)))
                 .map_err(|e| self.err(e))?
                 .is_ok();
             fresh.push(inserted);
@@ -154,9 +131,7 @@ impl JobCache for Store {
         for (jid, d) in deltas {
             self.counts
                 .update_and_fetch(jid.to_be_bytes(), |old| {
-                    let mut c: JobCounts = old
-                        .and_then(|b| rmp_serde::from_slice(b).ok())
-                        .unwrap_or_default();
+                    let mut c: JobCounts = old.and_then(|b| rmp_serde::from_slice(b).ok()).unwrap_or_default();
                     c.returned += d.returned;
                     c.succeeded += d.succeeded;
                     c.failed += d.failed;
@@ -179,11 +154,7 @@ impl JobCache for Store {
     }
 
     fn counts(&self, jid: Jid) -> Result<Option<JobCounts>, StoreError> {
-        match self
-            .counts
-            .get(jid.to_be_bytes())
-            .map_err(|e| self.err(e))?
-        {
+        match self.counts.get(jid.to_be_bytes()).map_err(|e| self.err(e))? {
             Some(b) => decode(&b, || format!("totals of job {jid}")).map(Some),
             None => Ok(None),
         }
@@ -194,9 +165,7 @@ impl JobCache for Store {
             .scan_prefix(jid.to_be_bytes())
             .map(|kv| {
                 let (k, v) = kv.map_err(|e| self.err(e))?;
-                decode(&v, || {
-                    format!("return {:?}", String::from_utf8_lossy(&k[8..]))
-                })
+                decode(&v, || format!("return {:?}", String::from_utf8_lossy(&k[8..])))
             })
             .collect()
     }
@@ -221,9 +190,7 @@ impl JobCache for Store {
 
     fn latest_jid(&self) -> Result<Option<Jid>, StoreError> {
         let last = self.jobs.last().map_err(|e| self.err(e))?;
-        Ok(last
-            .and_then(|(k, _)| <[u8; 8]>::try_from(k.as_ref()).ok())
-            .map(Jid::from_be_bytes))
+        Ok(last.and_then(|(k, _)| <[u8; 8]>::try_from(k.as_ref()).ok()).map(Jid::from_be_bytes))
     }
 }
 
@@ -267,35 +234,13 @@ mod tests {
         let store = Store::open(&dir.path().join("db")).unwrap();
         let jid = Jid::from_micros(1_700_000_000_000_000);
         store.put_job(&job(jid, &["a", "b", "c"])).unwrap();
-        let fresh = store
-            .put_returns(&[
-                ret(jid, "a", true),
-                ret(jid, "b", false),
-                ret(jid, "a", true),
-            ])
-            .unwrap();
+        let fresh = store.put_returns(&[ret(jid, "a", true), ret(jid, "b", false), ret(jid, "a", true)]).unwrap();
         assert_eq!(fresh, vec![true, true, false]);
-        assert_eq!(
-            store.put_returns(&[ret(jid, "b", false)]).unwrap(),
-            vec![false]
-        );
+        assert_eq!(store.put_returns(&[ret(jid, "b", false)]).unwrap(), vec![false]);
         let c = store.counts(jid).unwrap().unwrap();
-        assert_eq!(
-            c,
-            JobCounts {
-                targeted: 3,
-                returned: 2,
-                succeeded: 1,
-                failed: 1
-            }
-        );
+        assert_eq!(c, JobCounts { targeted: 3, returned: 2, succeeded: 1, failed: 1 });
         assert_eq!(c.missing(), 1);
-        let ids: Vec<String> = store
-            .returns(jid)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id.to_string())
-            .collect();
+        let ids: Vec<String> = store.returns(jid).unwrap().into_iter().map(|r| r.id.to_string()).collect();
         assert_eq!(ids, vec!["a", "b"]);
     }
 
@@ -306,26 +251,16 @@ mod tests {
         {
             let store = Store::open(&path).unwrap();
             for i in 1..=3 {
-                store
-                    .put_job(&job(Jid::from_micros(i * 1_000_000), &["a"]))
-                    .unwrap();
+                store.put_job(&job(Jid::from_micros(i * 1_000_000), &["a"])).unwrap();
             }
-            store
-                .put_returns(&[ret(Jid::from_micros(2_000_000), "a", true)])
-                .unwrap();
+            store.put_returns(&[ret(Jid::from_micros(2_000_000), "a", true)]).unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(&path).unwrap();
         let list = store.list(2).unwrap();
-        assert_eq!(
-            list.iter().map(|j| j.jid.micros()).collect::<Vec<_>>(),
-            vec![3_000_000, 2_000_000]
-        );
+        assert_eq!(list.iter().map(|j| j.jid.micros()).collect::<Vec<_>>(), vec![3_000_000, 2_000_000]);
         assert_eq!(list[1].counts.returned, 1);
-        assert_eq!(
-            store.latest_jid().unwrap(),
-            Some(Jid::from_micros(3_000_000))
-        );
+        assert_eq!(store.latest_jid().unwrap(), Some(Jid::from_micros(3_000_000)));
         assert_eq!(store.returns(Jid::from_micros(2_000_000)).unwrap().len(), 1);
     }
 }

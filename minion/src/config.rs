@@ -17,18 +17,11 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/brine/minion.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: {key}: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: &'static str,
-        message: String,
-    },
+    Invalid { path: PathBuf, key: &'static str, message: String },
 }
 
 /// The config file as written.
@@ -141,12 +134,7 @@ pub struct MinionConfig {
 /// The host's fully qualified name, the default minion id.
 pub fn default_id() -> String {
     let grains = brine_states::grains::collect("", &Map::new());
-    grains
-        .get("fqdn")
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
-        .unwrap_or("localhost")
-        .to_string()
+    grains.get("fqdn").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).unwrap_or("localhost").to_string()
 }
 
 /// Turns `host`, `host:port` or a URL into a NATS URL.
@@ -161,15 +149,8 @@ fn master_url(s: &str) -> Result<String, String> {
     if s.contains(char::is_whitespace) {
         return Err(format!("{s:?} is not a host name or URL"));
     }
-    let has_port = s
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !s.starts_with('[');
-    Ok(if has_port {
-        format!("nats://{s}")
-    } else {
-        format!("nats://{s}:4222")
-    })
+    let has_port = s.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !s.starts_with('[');
+    Ok(if has_port { format!("nats://{s}") } else { format!("nats://{s}:4222") })
 }
 
 impl MinionConfig {
@@ -181,77 +162,42 @@ impl MinionConfig {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => MinionConfig::parse(&text, Some(&path)),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
-                MinionConfig::parse("", None)
-            }
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => MinionConfig::parse("", None),
             Err(source) => Err(ConfigError::Read { path, source }),
         }
     }
 
     /// Parses config text; `path` names the file in errors.
     pub fn parse(text: &str, path: Option<&Path>) -> Result<MinionConfig, ConfigError> {
-        let shown = path
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("(defaults)"));
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: shown.clone(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        let invalid = |key, message: String| ConfigError::Invalid {
-            path: shown.clone(),
-            key,
-            message,
-        };
-        let id = MinionId::new(raw.id.unwrap_or_else(default_id))
-            .map_err(|e| invalid("id", e.to_string()))?;
+        let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string().trim_end().to_string() })?;
+        let invalid = |key, message: String| ConfigError::Invalid { path: shown.clone(), key, message };
+        let id = MinionId::new(raw.id.unwrap_or_else(default_id)).map_err(|e| invalid("id", e.to_string()))?;
         let master_url = master_url(&raw.master).map_err(|m| invalid("master", m))?;
-        let master_finger = match raw
-            .master_finger
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
+        let master_finger = match raw.master_finger.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             Some(f) => Some(Fingerprint::parse(f).ok_or_else(|| {
-                invalid(
-                    "master_finger",
-                    format!("{f:?} is not a fingerprint (64 hex digits, colons allowed)"),
-                )
+                invalid("master_finger", format!("{f:?} is not a fingerprint (64 hex digits, colons allowed)"))
             })?),
             None => None,
         };
         let subjects = Subjects::new(&raw.prefix).map_err(|e| invalid("prefix", e.to_string()))?;
         if raw.workers == 0 || raw.workers > 1024 {
-            return Err(invalid(
-                "workers",
-                format!("{} is out of range (1 to 1024)", raw.workers),
-            ));
+            return Err(invalid("workers", format!("{} is out of range (1 to 1024)", raw.workers)));
         }
         if raw.enroll_retry_min.is_zero() || raw.enroll_retry_max.is_zero() {
-            return Err(invalid(
-                "enroll_retry_min",
-                "enroll_retry_min and enroll_retry_max must be above zero".into(),
-            ));
+            return Err(invalid("enroll_retry_min", "enroll_retry_min and enroll_retry_max must be above zero".into()));
         }
         if raw.presence_interval < Duration::from_millis(100) {
-            return Err(invalid(
-                "presence_interval",
-                "must be at least 100ms".into(),
-            ));
+            return Err(invalid("presence_interval", "must be at least 100ms".into()));
         }
         let nats_auth = match raw.nats.auth.as_deref() {
             None | Some("nkey") => NatsAuth::Nkey,
             Some("none") => NatsAuth::None,
-            Some(other) => {
-                return Err(invalid(
-                    "nats.auth",
-                    format!("{other:?} is not one of \"nkey\", \"none\""),
-                ))
-            }
+            Some(other) => return Err(invalid("nats.auth", format!("{other:?} is not one of \"nkey\", \"none\""))),
         };
-        let grains: Map = serde_json::to_value(raw.grains)
-            .ok()
-            .and_then(|v| v.as_object().cloned())
-            .unwrap_or_default();
+        let grains: Map =
+            serde_json::to_value(raw.grains).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
         Ok(MinionConfig {
             path: path.map(Path::to_path_buf),
             id,
@@ -300,26 +246,16 @@ mod tests {
 
     #[test]
     fn config_parses_and_refuses_unknown_keys() {
-        let c = MinionConfig::parse(
-            "id = \"web1.example.com\"\nmaster = \"m:4000\"\n[grains]\nroles = [\"web\"]\n",
-            None,
-        )
-        .unwrap();
+        let c =
+            MinionConfig::parse("id = \"web1.example.com\"\nmaster = \"m:4000\"\n[grains]\nroles = [\"web\"]\n", None)
+                .unwrap();
         assert_eq!(c.id.as_str(), "web1.example.com");
         assert_eq!(c.master_url, "nats://m:4000");
         assert_eq!(c.grains["roles"], serde_json::json!(["web"]));
-        let err = MinionConfig::parse(
-            "id = \"x\"\nmastr = \"m\"\n",
-            Some(Path::new("/etc/brine/minion.toml")),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("mastr")
-                && err.contains("/etc/brine/minion.toml")
-                && err.contains("line 2"),
-            "{err}"
-        );
+        let err = MinionConfig::parse("id = \"x\"\nmastr = \"m\"\n", Some(Path::new("/etc/brine/minion.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mastr") && err.contains("/etc/brine/minion.toml") && err.contains("line 2"), "{err}");
     }
 
     #[test]
@@ -329,10 +265,7 @@ mod tests {
             ("id = \"x\"\nmaster_finger = \"zz\"", "master_finger"),
             ("id = \"x\"\nworkers = 0", "workers"),
             ("id = \"x\"\n[nats]\nauth = \"jwt\"", "nats.auth"),
-            (
-                "id = \"x\"\npresence_interval = \"1ms\"",
-                "presence_interval",
-            ),
+            ("id = \"x\"\npresence_interval = \"1ms\"", "presence_interval"),
         ] {
             let err = MinionConfig::parse(text, None).unwrap_err().to_string();
             assert!(err.contains(key), "{text}: {err}");
@@ -352,10 +285,7 @@ mod packaged_defaults {
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
-                Some(rest)
-                    if rest.contains(" = ")
-                        && !examples.iter().any(|k| rest.starts_with(&format!("{k} "))) =>
-                {
+                Some(rest) if rest.contains(" = ") && !examples.iter().any(|k| rest.starts_with(&format!("{k} "))) => {
                     rest
                 }
                 _ => l,
@@ -374,12 +304,7 @@ mod packaged_defaults {
             "log_level",
             "auth",
         ] {
-            assert!(
-                uncommented
-                    .lines()
-                    .any(|l| l.starts_with(&format!("{key} = "))),
-                "{key} is not documented"
-            );
+            assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
         }
         let documented = MinionConfig::parse(&format!("id = \"x\"\n{uncommented}"), None).unwrap();
         let defaults = MinionConfig::parse("id = \"x\"", None).unwrap();

@@ -38,10 +38,7 @@ pub enum StartError {
     #[error("{0}")]
     Key(#[from] brine_proto::keys::KeyError),
     #[error("minion database {path}: {source}")]
-    Db {
-        path: std::path::PathBuf,
-        source: sled::Error,
-    },
+    Db { path: std::path::PathBuf, source: sled::Error },
 }
 
 /// Counters of what the minion did with the jobs it received.
@@ -83,44 +80,26 @@ impl Minion {
     /// Loads (or creates) the key, the pinned master key and the replay cache, collects
     /// grains and starts the agent in the background.
     pub async fn start(cfg: MinionConfig) -> Result<Minion, StartError> {
-        brine_proto::keys::create_private_dir(&cfg.data_dir).map_err(|source| {
-            brine_proto::keys::KeyError::Io {
-                path: cfg.data_dir.clone(),
-                source,
-            }
-        })?;
+        brine_proto::keys::create_private_dir(&cfg.data_dir)
+            .map_err(|source| brine_proto::keys::KeyError::Io { path: cfg.data_dir.clone(), source })?;
         let (key, created) = brine_proto::keys::load_or_create_key(&cfg.key_path())?;
         if created {
             tracing::info!(path = %cfg.key_path().display(), "created the minion key");
         }
         let master = match brine_proto::keys::load_public_key(&cfg.master_pub_path()) {
             Ok(k) => Some(k),
-            Err(brine_proto::keys::KeyError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            Err(brine_proto::keys::KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 None
             }
             Err(e) => return Err(e.into()),
         };
-        let db_err = |source| StartError::Db {
-            path: cfg.db_path(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(cfg.db_path())
-            .cache_capacity(4 * 1024 * 1024)
-            .open()
-            .map_err(db_err)?;
-        let replay = ReplayCache::open(
-            db.open_tree("replay").map_err(db_err)?,
-            brine_proto::time::now_ms(),
-        )
-        .map_err(db_err)?;
+        let db_err = |source| StartError::Db { path: cfg.db_path(), source };
+        let db = sled::Config::new().path(cfg.db_path()).cache_capacity(4 * 1024 * 1024).open().map_err(db_err)?;
+        let replay =
+            ReplayCache::open(db.open_tree("replay").map_err(db_err)?, brine_proto::time::now_ms()).map_err(db_err)?;
         let (id, custom) = (cfg.id.to_string(), cfg.grains.clone());
         let grains =
-            tokio::task::spawn_blocking(move || brine_states::grains::collect(&id, &custom))
-                .await
-                .unwrap_or_default();
+            tokio::task::spawn_blocking(move || brine_states::grains::collect(&id, &custom)).await.unwrap_or_default();
         let (status, _) = watch::channel(Status::Starting);
         let shared = Arc::new(Shared {
             workers: Arc::new(Semaphore::new(cfg.workers)),
@@ -146,9 +125,7 @@ impl Minion {
     /// Waits until the minion is connected and taking jobs, up to `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let mut rx = self.status();
-        tokio::time::timeout(timeout, rx.wait_for(|s| *s == Status::Connected))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s == Status::Connected)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// The minion's public key.
@@ -183,11 +160,7 @@ struct Backoff {
 
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            next: min,
-            min,
-            max,
-        }
+        Backoff { next: min, min, max }
     }
 
     fn reset(&mut self) {
@@ -259,11 +232,8 @@ async fn enroll(sh: &Shared) {
             let Ok(bytes) = seal(&req, &sh.key) else {
                 return;
             };
-            let answer = tokio::time::timeout(
-                Duration::from_secs(10),
-                client.request(subjects.enroll(), bytes.into()),
-            )
-            .await;
+            let answer =
+                tokio::time::timeout(Duration::from_secs(10), client.request(subjects.enroll(), bytes.into())).await;
             match answer {
                 Ok(Ok(msg)) => match check_enroll_reply(sh, &req, &msg.payload) {
                     Ok(KeyStatus::Accepted) => {
@@ -306,11 +276,7 @@ async fn enroll(sh: &Shared) {
 
 /// Checks an enrollment answer: signed by the master we trust (pinning it on first
 /// contact), answering our request, about us.
-fn check_enroll_reply(
-    sh: &Shared,
-    req: &EnrollRequest,
-    payload: &[u8],
-) -> Result<KeyStatus, String> {
+fn check_enroll_reply(sh: &Shared, req: &EnrollRequest, payload: &[u8]) -> Result<KeyStatus, String> {
     let env = Envelope::decode(payload).map_err(|e| e.to_string())?;
     let signer = VerifyingKey::from_bytes(&env.signer).map_err(|_| "bad signer key".to_string())?;
     let pinned = *sh.master.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,20 +291,15 @@ fn check_enroll_reply(
         }
     } else if let Some(want) = sh.cfg.master_finger {
         if Fingerprint::of(&signer) != want {
-            return Err(format!(
-                "answer signed by {} but master_finger is {want}",
-                Fingerprint::of(&signer)
-            ));
+            return Err(format!("answer signed by {} but master_finger is {want}", Fingerprint::of(&signer)));
         }
     }
-    let reply: EnrollReply =
-        open(payload, &signer, brine_proto::time::now_ms()).map_err(|e| e.to_string())?;
+    let reply: EnrollReply = open(payload, &signer, brine_proto::time::now_ms()).map_err(|e| e.to_string())?;
     if reply.request != req.stamp.id || reply.id != req.id {
         return Err("answer to another request".into());
     }
     if pinned.is_none() {
-        brine_proto::keys::write_public_key(&sh.cfg.master_pub_path(), &signer)
-            .map_err(|e| e.to_string())?;
+        brine_proto::keys::write_public_key(&sh.cfg.master_pub_path(), &signer).map_err(|e| e.to_string())?;
         *sh.master.lock().unwrap_or_else(|e| e.into_inner()) = Some(signer);
         tracing::info!(fingerprint = %Fingerprint::of(&signer), "pinned the master's key");
     }
@@ -370,8 +331,7 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
     let (ev_tx, mut events) = mpsc::channel::<async_nats::Event>(64);
     let mut opts = match sh.cfg.nats_auth {
         NatsAuth::Nkey => {
-            let seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, sh.key.to_bytes())
-                .and_then(|k| k.seed());
+            let seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, sh.key.to_bytes()).and_then(|k| k.seed());
             match seed {
                 Ok(seed) => async_nats::ConnectOptions::with_nkey(seed),
                 Err(e) => return SessionEnd::ConnectFailed(e.to_string()),
@@ -398,8 +358,9 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
         Ok(c) => c,
         Err(e) => {
             return match e.kind() {
-                async_nats::ConnectErrorKind::AuthorizationViolation
-                | async_nats::ConnectErrorKind::Authentication => SessionEnd::Revoked,
+                async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication => {
+                    SessionEnd::Revoked
+                }
                 _ => SessionEnd::ConnectFailed(e.to_string()),
             }
         }
@@ -444,13 +405,7 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
 }
 
 async fn publish_presence(sh: &Shared, client: &async_nats::Client) {
-    let running = sh
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .keys()
-        .copied()
-        .collect();
+    let running = sh.running.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
     let p = Presence {
         stamp: Stamp::random(sh.cfg.presence_interval * 3),
         id: sh.cfg.id.clone(),
@@ -459,10 +414,7 @@ async fn publish_presence(sh: &Shared, client: &async_nats::Client) {
         running,
     };
     if let Ok(bytes) = seal(&p, &sh.key) {
-        if let Err(e) = client
-            .publish(sh.cfg.subjects.presence(&sh.cfg.id), bytes.into())
-            .await
-        {
+        if let Err(e) = client.publish(sh.cfg.subjects.presence(&sh.cfg.id), bytes.into()).await {
             tracing::debug!(error = %e, "cannot publish presence");
         }
     }
@@ -490,19 +442,10 @@ async fn handle_job(sh: &Arc<Shared>, js: &jetstream::Context, msg: async_nats::
     }
     match TargetMatcher::compile(&job.target) {
         Ok(m) if m.matches(sh.cfg.id.as_str()) => {}
-        Ok(_) => {
-            return refuse(
-                sh,
-                &subject,
-                &format!("target {} does not match this minion", job.target),
-            )
-        }
+        Ok(_) => return refuse(sh, &subject, &format!("target {} does not match this minion", job.target)),
         Err(e) => return refuse(sh, &subject, &format!("bad target: {e}")),
     }
-    match sh
-        .replay
-        .check_and_insert(&job.stamp.id, job.stamp.expires_at, now)
-    {
+    match sh.replay.check_and_insert(&job.stamp.id, job.stamp.expires_at, now) {
         Ok(()) => {}
         Err(ReplayError::Replayed(e)) => return refuse(sh, &subject, &e.to_string()),
         Err(e) => return refuse(sh, &subject, &e.to_string()),
@@ -524,33 +467,20 @@ pub fn error_text(fun: &str, err: &CallError) -> String {
 async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
     let permit = sh.workers.clone().acquire_owned().await;
     let cancel = CancelFlag::default();
-    sh.running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(job.jid, cancel.clone());
+    sh.running.lock().unwrap_or_else(|e| e.into_inner()).insert(job.jid, cancel.clone());
     let started_at = brine_proto::time::now_ms();
     let t0 = Instant::now();
-    let ctx = Context {
-        grains: sh.grains.clone(),
-        cancel,
-    };
+    let ctx = Context { grains: sh.grains.clone(), cancel };
     let (fun, arg, kwarg) = (job.fun.clone(), job.arg, job.kwarg);
     tracing::info!(jid = %job.jid, fun = %fun, user = %job.user, "running job");
-    let result =
-        tokio::task::spawn_blocking(move || brine_states::exec::call(&fun, &ctx, arg, kwarg)).await;
-    sh.running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&job.jid);
+    let result = tokio::task::spawn_blocking(move || brine_states::exec::call(&fun, &ctx, arg, kwarg)).await;
+    sh.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.jid);
     drop(permit);
     sh.counters.jobs_run.fetch_add(1, Ordering::Relaxed);
     let (ret, retcode) = match result {
         Ok(Ok(out)) => (out.ret, out.retcode),
         Ok(Err(e)) => (Value::String(error_text(&job.fun, &e)), 1),
-        Err(e) => (
-            Value::String(format!("The minion function caused an exception: {e}")),
-            1,
-        ),
+        Err(e) => (Value::String(format!("The minion function caused an exception: {e}")), 1),
     };
     Return {
         stamp: Stamp::new(job.jid.to_string(), brine_proto::envelope::MAX_TTL),
@@ -576,18 +506,14 @@ async fn publish_return(sh: &Shared, js: &jetstream::Context, ret: &Return) {
     let started = Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(bytes.clone())
-            .message_id(msg_id.as_str());
+        let publish = jetstream::message::PublishMessage::build().payload(bytes.clone()).message_id(msg_id.as_str());
         let outcome = match js.send_publish(subject.clone(), publish).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match outcome {
             Ok(()) => {
-                sh.counters
-                    .returns_published
-                    .fetch_add(1, Ordering::Relaxed);
+                sh.counters.returns_published.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             Err(e) if started.elapsed() > Duration::from_secs(600) => {

@@ -17,28 +17,18 @@ impl ReplayCache {
         let mut window = ReplayWindow::new();
         for kv in tree.iter() {
             let (k, v) = kv?;
-            let expires = <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let expires = <[u8; 8]>::try_from(v.as_ref()).map(u64::from_be_bytes).unwrap_or(0);
             if expires < now_ms {
                 tree.remove(k)?;
             } else {
                 window.remember(&String::from_utf8_lossy(&k), expires);
             }
         }
-        Ok(ReplayCache {
-            tree,
-            window: Mutex::new(window),
-        })
+        Ok(ReplayCache { tree, window: Mutex::new(window) })
     }
 
     /// Records `id`, durably, or refuses it if it was seen before.
-    pub fn check_and_insert(
-        &self,
-        id: &str,
-        expires_at: u64,
-        now_ms: u64,
-    ) -> Result<(), ReplayError> {
+    pub fn check_and_insert(&self, id: &str, expires_at: u64, now_ms: u64) -> Result<(), ReplayError> {
         let gone = {
             let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
             w.check_and_insert(id, expires_at, now_ms)?;
@@ -74,17 +64,11 @@ mod tests {
             let cache = ReplayCache::open(db.open_tree("replay").unwrap(), 1_000).unwrap();
             cache.check_and_insert("j1", 10_000, 1_000).unwrap();
             cache.check_and_insert("j2", 1_500, 1_000).unwrap();
-            assert!(matches!(
-                cache.check_and_insert("j1", 10_000, 1_100),
-                Err(ReplayError::Replayed(_))
-            ));
+            assert!(matches!(cache.check_and_insert("j1", 10_000, 1_100), Err(ReplayError::Replayed(_))));
         }
         let db = sled::open(dir.path()).unwrap();
         let cache = ReplayCache::open(db.open_tree("replay").unwrap(), 2_000).unwrap();
-        assert!(matches!(
-            cache.check_and_insert("j1", 10_000, 2_000),
-            Err(ReplayError::Replayed(_))
-        ));
+        assert!(matches!(cache.check_and_insert("j1", 10_000, 2_000), Err(ReplayError::Replayed(_))));
         // j2 expired before the reopen and was forgotten.
         cache.check_and_insert("j2", 9_000, 2_000).unwrap();
     }

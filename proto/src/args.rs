@@ -113,14 +113,10 @@ fn unquote(s: &str) -> Option<String> {
 fn scalar(s: &str) -> Option<Value> {
     match s {
         "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
-        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => {
-            return Some(Value::Bool(true))
-        }
-        "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => {
-            return Some(Value::Bool(false))
-        }
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
-        | ".nan" | ".NaN" | ".NAN" => {
+        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => return Some(Value::Bool(true)),
+        "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => return Some(Value::Bool(false)),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN"
+        | ".NAN" => {
             // JSON has no infinities or NaN; keep the word.
             return None;
         }
@@ -177,9 +173,7 @@ fn float(s: &str) -> Option<Value> {
         Some(i) => (&body[..i], Some(&body[i + 1..])),
         None => (body, None),
     };
-    if !mantissa
-        .chars()
-        .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+    if !mantissa.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '_')
         || mantissa.matches('.').count() != 1
         || !mantissa.chars().any(|c| c.is_ascii_digit())
     {
@@ -251,24 +245,9 @@ mod tests {
 
     #[test]
     fn kwargs_need_an_identifier_before_the_equals_sign() {
-        let (args, kwargs) = parse_cli_args(&[
-            "echo a=b",
-            "name=web",
-            "port=80",
-            "cmd=echo x=y",
-            "==x",
-            "1a=2",
-            "a==b",
-        ]);
-        assert_eq!(
-            args,
-            vec![
-                json!("echo a=b"),
-                json!("==x"),
-                json!("1a=2"),
-                json!("a==b")
-            ]
-        );
+        let (args, kwargs) =
+            parse_cli_args(&["echo a=b", "name=web", "port=80", "cmd=echo x=y", "==x", "1a=2", "a==b"]);
+        assert_eq!(args, vec![json!("echo a=b"), json!("==x"), json!("1a=2"), json!("a==b")]);
         assert_eq!(kwargs.get("name"), Some(&json!("web")));
         assert_eq!(kwargs.get("port"), Some(&json!(80)));
         assert_eq!(kwargs.get("cmd"), Some(&json!("echo x=y")));

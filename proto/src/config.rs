@@ -7,24 +7,16 @@ use std::time::Duration;
 /// (`5`, `0.5`) or a number with a unit (`250ms`, `10s`, `5m`, `2h`, `1d`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 30, 500ms, 10s, 5m, 2h, 1d)"))?;
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (examples: 30, 500ms, 10s, 5m, 2h, 1d)"))?;
     let secs = match unit.trim() {
         "" | "s" | "sec" | "secs" => n,
         "ms" => n / 1000.0,
         "m" | "min" | "mins" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86_400.0,
-        u => {
-            return Err(format!(
-                "{s:?} has an unknown unit {u:?} (use ms, s, m, h or d)"
-            ))
-        }
+        u => return Err(format!("{s:?} has an unknown unit {u:?} (use ms, s, m, h or d)")),
     };
     if !secs.is_finite() || secs > 1e12 {
         return Err(format!("{s:?} is out of range"));
@@ -84,12 +76,8 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
-        assert!(parse_duration("5 parsecs")
-            .unwrap_err()
-            .contains("unknown unit"));
-        assert!(parse_duration("soon")
-            .unwrap_err()
-            .contains("not a duration"));
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
     }
 
     #[test]

@@ -101,11 +101,7 @@ impl Stamp {
     /// A stamp with the given id, issued now and valid for `ttl`.
     pub fn new(id: impl Into<String>, ttl: Duration) -> Stamp {
         let now = crate::time::now_ms();
-        Stamp {
-            id: id.into(),
-            issued_at: now,
-            expires_at: now + ttl.as_millis() as u64,
-        }
+        Stamp { id: id.into(), issued_at: now, expires_at: now + ttl.as_millis() as u64 }
     }
 
     /// A stamp with a fresh random id, issued now and valid for `ttl`.
@@ -201,13 +197,9 @@ impl Envelope {
     /// Decodes wire bytes into an envelope without verifying anything but its shape.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, OpenError> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
-            return Err(OpenError::TooLarge {
-                size: bytes.len(),
-                max: MAX_ENVELOPE_BYTES,
-            });
+            return Err(OpenError::TooLarge { size: bytes.len(), max: MAX_ENVELOPE_BYTES });
         }
-        let env: Envelope =
-            rmp_serde::from_slice(bytes).map_err(|e| OpenError::Malformed(e.to_string()))?;
+        let env: Envelope = rmp_serde::from_slice(bytes).map_err(|e| OpenError::Malformed(e.to_string()))?;
         if env.v != ENVELOPE_VERSION {
             return Err(OpenError::Version(env.v));
         }
@@ -220,8 +212,7 @@ impl Envelope {
             return Err(OpenError::WrongSigner(self.signer));
         }
         let sig = Signature::from_bytes(&self.sig);
-        key.verify_strict(&signed_bytes(self.kind, &self.body), &sig)
-            .map_err(|_| OpenError::BadSignature)
+        key.verify_strict(&signed_bytes(self.kind, &self.body), &sig).map_err(|_| OpenError::BadSignature)
     }
 
     /// Checks the signature against the key the envelope names (self-certifying:
@@ -235,13 +226,9 @@ impl Envelope {
     /// Decodes the body as `M`, checking the kind and the stamp against `now_ms`.
     pub fn body<M: Message>(&self, now_ms: u64) -> Result<M, OpenError> {
         if self.kind != M::KIND {
-            return Err(OpenError::WrongKind {
-                expected: M::KIND,
-                got: self.kind,
-            });
+            return Err(OpenError::WrongKind { expected: M::KIND, got: self.kind });
         }
-        let msg: M =
-            rmp_serde::from_slice(&self.body).map_err(|e| OpenError::Malformed(e.to_string()))?;
+        let msg: M = rmp_serde::from_slice(&self.body).map_err(|e| OpenError::Malformed(e.to_string()))?;
         check_stamp(msg.stamp(), now_ms)?;
         Ok(msg)
     }
@@ -278,10 +265,7 @@ pub struct Opened<M> {
 pub fn open<M: Message>(bytes: &[u8], trusted: &VerifyingKey, now_ms: u64) -> Result<M, OpenError> {
     let env = Envelope::decode(bytes)?;
     if env.kind != M::KIND {
-        return Err(OpenError::WrongKind {
-            expected: M::KIND,
-            got: env.kind,
-        });
+        return Err(OpenError::WrongKind { expected: M::KIND, got: env.kind });
     }
     env.verify_with(trusted)?;
     env.body(now_ms)
@@ -293,10 +277,7 @@ pub fn open<M: Message>(bytes: &[u8], trusted: &VerifyingKey, now_ms: u64) -> Re
 pub fn open_self_signed<M: Message>(bytes: &[u8], now_ms: u64) -> Result<Opened<M>, OpenError> {
     let env = Envelope::decode(bytes)?;
     if env.kind != M::KIND {
-        return Err(OpenError::WrongKind {
-            expected: M::KIND,
-            got: env.kind,
-        });
+        return Err(OpenError::WrongKind { expected: M::KIND, got: env.kind });
     }
     let signer = env.verify_self()?;
     let msg = env.body(now_ms)?;
@@ -321,10 +302,7 @@ mod tests {
     }
 
     fn ping(ttl: Duration) -> Ping {
-        Ping {
-            stamp: Stamp::random(ttl),
-            text: "hello".into(),
-        }
+        Ping { stamp: Stamp::random(ttl), text: "hello".into() }
     }
 
     #[test]
@@ -346,18 +324,11 @@ mod tests {
         for i in 0..env.body.len() {
             let mut bad = env.clone();
             bad.body[i] ^= 0x01;
-            assert_eq!(
-                bad.verify_with(&key.verifying_key()),
-                Err(OpenError::BadSignature),
-                "byte {i}"
-            );
+            assert_eq!(bad.verify_with(&key.verifying_key()), Err(OpenError::BadSignature), "byte {i}");
         }
         let mut bad = env.clone();
         bad.sig[10] ^= 0x80;
-        assert_eq!(
-            bad.verify_with(&key.verifying_key()),
-            Err(OpenError::BadSignature)
-        );
+        assert_eq!(bad.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
     }
 
     #[test]
@@ -366,10 +337,7 @@ mod tests {
         let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
         let mut env = Envelope::decode(&bytes).unwrap();
         env.kind = Kind::Job;
-        assert_eq!(
-            env.verify_with(&key.verifying_key()),
-            Err(OpenError::BadSignature)
-        );
+        assert_eq!(env.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
     }
 
     #[test]
@@ -382,10 +350,7 @@ mod tests {
         // Swapping in the trusted key as signer does not help the forger either.
         let mut env = Envelope::decode(&bytes).unwrap();
         env.signer = key.verifying_key().to_bytes();
-        assert_eq!(
-            env.verify_with(&key.verifying_key()),
-            Err(OpenError::BadSignature)
-        );
+        assert_eq!(env.verify_with(&key.verifying_key()), Err(OpenError::BadSignature));
     }
 
     #[test]
@@ -394,10 +359,7 @@ mod tests {
         let msg = ping(Duration::from_secs(5));
         let bytes = seal(&msg, &key).unwrap();
         let later = msg.stamp.expires_at + 1;
-        assert_eq!(
-            open::<Ping>(&bytes, &key.verifying_key(), later).unwrap_err(),
-            OpenError::Expired(1)
-        );
+        assert_eq!(open::<Ping>(&bytes, &key.verifying_key(), later).unwrap_err(), OpenError::Expired(1));
         let earlier = msg.stamp.issued_at - MAX_CLOCK_SKEW.as_millis() as u64 - 1_000;
         let err = open::<Ping>(&bytes, &key.verifying_key(), earlier).unwrap_err();
         assert!(matches!(err, OpenError::FromTheFuture(_)), "{err}");
@@ -407,39 +369,18 @@ mod tests {
     #[test]
     fn absurd_stamps_are_refused() {
         let now = crate::time::now_ms();
-        let backwards = Stamp {
-            id: "x".into(),
-            issued_at: now,
-            expires_at: now - 1,
-        };
-        assert!(matches!(
-            check_stamp(&backwards, now),
-            Err(OpenError::BadStamp(_))
-        ));
-        let forever = Stamp {
-            id: "x".into(),
-            issued_at: now,
-            expires_at: u64::MAX,
-        };
-        assert!(matches!(
-            check_stamp(&forever, now),
-            Err(OpenError::BadStamp(_))
-        ));
+        let backwards = Stamp { id: "x".into(), issued_at: now, expires_at: now - 1 };
+        assert!(matches!(check_stamp(&backwards, now), Err(OpenError::BadStamp(_))));
+        let forever = Stamp { id: "x".into(), issued_at: now, expires_at: u64::MAX };
+        assert!(matches!(check_stamp(&forever, now), Err(OpenError::BadStamp(_))));
     }
 
     #[test]
     fn wrong_kind_is_refused_before_decoding_the_body() {
         let key = generate_key();
         let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
-        let err = open::<crate::msg::Job>(&bytes, &key.verifying_key(), crate::time::now_ms())
-            .unwrap_err();
-        assert_eq!(
-            err,
-            OpenError::WrongKind {
-                expected: Kind::Job,
-                got: Kind::Event
-            }
-        );
+        let err = open::<crate::msg::Job>(&bytes, &key.verifying_key(), crate::time::now_ms()).unwrap_err();
+        assert_eq!(err, OpenError::WrongKind { expected: Kind::Job, got: Kind::Event });
     }
 
     #[test]
@@ -448,17 +389,11 @@ mod tests {
             assert!(Envelope::decode(junk).is_err());
         }
         let big = vec![0u8; MAX_ENVELOPE_BYTES + 1];
-        assert!(matches!(
-            Envelope::decode(&big),
-            Err(OpenError::TooLarge { .. })
-        ));
+        assert!(matches!(Envelope::decode(&big), Err(OpenError::TooLarge { .. })));
         let key = generate_key();
         let bytes = seal(&ping(Duration::from_secs(60)), &key).unwrap();
         for cut in 0..bytes.len() {
-            assert!(
-                Envelope::decode(&bytes[..cut]).is_err(),
-                "truncated at {cut}"
-            );
+            assert!(Envelope::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
         }
     }
 

@@ -179,22 +179,13 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_never_contain_subject_metacharacters() {
-        for id in [
-            "web1",
-            "web1.example.com",
-            "db_2-a",
-            "user@host:22+x",
-            "a.b.c.d",
-        ] {
+        for id in ["web1", "web1.example.com", "db_2-a", "user@host:22+x", "a.b.c.d"] {
             let id = MinionId::new(id).unwrap();
             let token = id.token();
             assert!(!token.contains(['.', '*', '>', ' ']), "{token}");
             assert_eq!(MinionId::from_token(&token).unwrap(), id);
         }
-        assert_eq!(
-            MinionId::new("web1.example.com").unwrap().token(),
-            "web1~example~com"
-        );
+        assert_eq!(MinionId::new("web1.example.com").unwrap().token(), "web1~example~com");
         assert_eq!(encode_token("a@b"), "a%40b");
     }
 
@@ -223,23 +214,11 @@ mod tests {
     #[test]
     fn invalid_ids_say_why() {
         assert_eq!(MinionId::new(""), Err(IdError::Empty));
-        assert!(matches!(
-            MinionId::new("a b"),
-            Err(IdError::BadChar { ch: ' ', .. })
-        ));
-        assert!(matches!(
-            MinionId::new("web*"),
-            Err(IdError::BadChar { ch: '*', .. })
-        ));
-        assert!(matches!(
-            MinionId::new("a/b"),
-            Err(IdError::BadChar { ch: '/', .. })
-        ));
+        assert!(matches!(MinionId::new("a b"), Err(IdError::BadChar { ch: ' ', .. })));
+        assert!(matches!(MinionId::new("web*"), Err(IdError::BadChar { ch: '*', .. })));
+        assert!(matches!(MinionId::new("a/b"), Err(IdError::BadChar { ch: '/', .. })));
         assert!(matches!(MinionId::new(".."), Err(IdError::BadStart(_))));
-        assert!(matches!(
-            MinionId::new("x".repeat(254)),
-            Err(IdError::TooLong(254))
-        ));
+        assert!(matches!(MinionId::new("x".repeat(254)), Err(IdError::TooLong(254))));
         let msg = MinionId::new("bad id").unwrap_err().to_string();
         assert!(msg.contains("\"bad id\"") && msg.contains("' '"), "{msg}");
     }

@@ -44,11 +44,7 @@ impl Jid {
 impl fmt::Display for Jid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = Civil::from_unix_micros(self.0);
-        write!(
-            f,
-            "{:04}{:02}{:02}{:02}{:02}{:02}{:06}",
-            c.year, c.month, c.day, c.hour, c.minute, c.second, c.micros
-        )
+        write!(f, "{:04}{:02}{:02}{:02}{:02}{:02}{:06}", c.year, c.month, c.day, c.hour, c.minute, c.second, c.micros)
     }
 }
 
@@ -102,9 +98,7 @@ impl JidGenerator {
     /// A generator whose JIDs are all later than `floor` (the newest JID already in the
     /// job cache, so that a restarted master never reuses one).
     pub fn starting_after(floor: Option<Jid>) -> JidGenerator {
-        JidGenerator {
-            last: AtomicU64::new(floor.map_or(0, |j| j.0)),
-        }
+        JidGenerator { last: AtomicU64::new(floor.map_or(0, |j| j.0)) }
     }
 
     /// The next JID for the current time.
@@ -117,9 +111,7 @@ impl JidGenerator {
     pub fn next_at(&self, now_micros: u64) -> Jid {
         let prev = self
             .last
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-                Some(now_micros.max(last + 1))
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(now_micros.max(last + 1)))
             .unwrap_or_else(|v| v);
         Jid(now_micros.max(prev + 1))
     }
@@ -141,13 +133,7 @@ mod tests {
 
     #[test]
     fn malformed_jids_are_refused() {
-        for bad in [
-            "",
-            "2023111422132012345",
-            "2023111422132012345x",
-            "20231314221320123456",
-            "20230229000000000000",
-        ] {
+        for bad in ["", "2023111422132012345", "2023111422132012345x", "20231314221320123456", "20230229000000000000"] {
             assert!(bad.parse::<Jid>().is_err(), "{bad}");
         }
     }

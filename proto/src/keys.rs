@@ -19,10 +19,7 @@ use std::path::{Path, PathBuf};
 pub enum KeyError {
     /// Reading, creating or writing the file failed.
     #[error("key file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The file is not a PEM ed25519 key.
     #[error("key file {path} is not an ed25519 PEM key: {reason}")]
     Format { path: PathBuf, reason: String },
@@ -35,10 +32,7 @@ pub enum KeyError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| KeyError::Io { path: path.to_path_buf(), source }
 }
 
 /// Generates a new signing key from the OS random source.
@@ -67,9 +61,7 @@ pub fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), KeyError> {
             match write_private_key(path, &key) {
                 Ok(()) => Ok((key, true)),
                 // Another process created it first: use theirs.
-                Err(KeyError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
-                {
+                Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
                     load_key(path).map(|k| (k, false))
                 }
                 Err(e) => Err(e),
@@ -84,16 +76,10 @@ pub fn load_key(path: &Path) -> Result<SigningKey, KeyError> {
     let meta = fs::metadata(path).map_err(io_err(path))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyError::TooOpen {
-            path: path.to_path_buf(),
-            mode,
-        });
+        return Err(KeyError::TooOpen { path: path.to_path_buf(), mode });
     }
     let pem = fs::read_to_string(path).map_err(io_err(path))?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Format {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Writes a new private key file with mode 0600; fails if the file exists.
@@ -103,16 +89,8 @@ pub fn write_private_key(path: &Path, key: &SigningKey) -> Result<(), KeyError> 
     }
     let pem = key
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|e| KeyError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err(path))?;
+        .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err(path))?;
     f.write_all(pem.as_bytes()).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
 }
@@ -124,10 +102,7 @@ pub fn write_public_key(path: &Path, key: &VerifyingKey) -> Result<(), KeyError>
     }
     let pem = key
         .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|e| KeyError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, pem).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
@@ -136,10 +111,8 @@ pub fn write_public_key(path: &Path, key: &VerifyingKey) -> Result<(), KeyError>
 /// Loads a public key file.
 pub fn load_public_key(path: &Path) -> Result<VerifyingKey, KeyError> {
     let pem = fs::read_to_string(path).map_err(io_err(path))?;
-    VerifyingKey::from_public_key_pem(&pem).map_err(|e| KeyError::Format {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    VerifyingKey::from_public_key_pem(&pem)
+        .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Creates a directory (and parents) that only its owner can enter.
@@ -220,11 +193,7 @@ mod tests {
         assert!(created);
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dir_mode = fs::metadata(path.parent().unwrap())
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let dir_mode = fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
         assert_eq!(dir_mode, 0o700);
         let (b, created) = load_or_create_key(&path).unwrap();
         assert!(!created);
@@ -248,10 +217,7 @@ mod tests {
         fs::write(&path, "not a key").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let err = load_key(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("k.pem") && err.contains("not an ed25519 PEM key"),
-            "{err}"
-        );
+        assert!(err.contains("k.pem") && err.contains("not an ed25519 PEM key"), "{err}");
     }
 
     #[test]

@@ -60,13 +60,7 @@ impl Nested<'_> {
     fn display(&mut self, value: &Value, indent: usize, prefix: &str) {
         match value {
             Value::Null => self.line(indent, LIGHT_YELLOW, prefix, "None", ""),
-            Value::Bool(b) => self.line(
-                indent,
-                LIGHT_YELLOW,
-                prefix,
-                if *b { "True" } else { "False" },
-                "",
-            ),
+            Value::Bool(b) => self.line(indent, LIGHT_YELLOW, prefix, if *b { "True" } else { "False" }, ""),
             Value::Number(n) => self.line(indent, LIGHT_YELLOW, prefix, &python_number(n), ""),
             Value::String(s) => {
                 let pad = " ".repeat(prefix.chars().count());
@@ -107,11 +101,7 @@ impl Nested<'_> {
 /// Salt's nested layout of `value` (usually `{minion: return}`).
 pub fn nested(value: &Value, color: Color) -> String {
     let mut out = String::new();
-    Nested {
-        out: &mut out,
-        color,
-    }
-    .display(value, 0, "");
+    Nested { out: &mut out, color }.display(value, 0, "");
     out
 }
 
@@ -243,8 +233,7 @@ fn yaml_string(s: &str) -> String {
         || s.starts_with(' ')
         || s.ends_with(' ')
         || s.starts_with([
-            '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%',
-            '@', '`',
+            '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
         ])
         || s.contains(": ")
         || s.contains(" #")
@@ -263,10 +252,8 @@ fn looks_like_yaml_number(s: &str) -> bool {
     let t = s.trim_start_matches(['-', '+']);
     !t.is_empty()
         && t.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && t.chars().all(|c| {
-            c.is_ascii_digit()
-                || matches!(c, '.' | '_' | ':' | 'e' | 'E' | '+' | '-' | 'x' | 'o' | 'b')
-        })
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '_' | ':' | 'e' | 'E' | '+' | '-' | 'x' | 'o' | 'b'))
 }
 
 /// Salt's `txt` layout: `id: value`, one line per line of a string value.
@@ -289,22 +276,11 @@ fn python_repr(v: &Value) -> String {
         Value::Null => "None".into(),
         Value::Bool(b) => if *b { "True" } else { "False" }.into(),
         Value::Number(n) => python_number(n),
-        Value::String(s) => format!(
-            "'{}'",
-            s.replace('\\', "\\\\")
-                .replace('\'', "\\'")
-                .replace('\n', "\\n")
-        ),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(python_repr).collect::<Vec<_>>().join(", ")
-        ),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'").replace('\n', "\\n")),
+        Value::Array(a) => format!("[{}]", a.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
         Value::Object(m) => format!(
             "{{{}}}",
-            m.iter()
-                .map(|(k, v)| format!("'{k}': {}", python_repr(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
+            m.iter().map(|(k, v)| format!("'{k}': {}", python_repr(v))).collect::<Vec<_>>().join(", ")
         ),
     }
 }
@@ -378,10 +354,7 @@ local:
     #[test]
     fn nested_colours_like_salt() {
         let out = nested(&json!({"m": {"k": "v", "n": 1}}), Color::Ok);
-        assert!(
-            out.starts_with("\x1b[0;36mm\x1b[0;0m:\n    \x1b[0;36m----------\x1b[0;0m\n"),
-            "{out:?}"
-        );
+        assert!(out.starts_with("\x1b[0;36mm\x1b[0;0m:\n    \x1b[0;36m----------\x1b[0;0m\n"), "{out:?}");
         assert!(out.contains("\x1b[0;32mv\x1b[0;0m") && out.contains("\x1b[0;1;33m1\x1b[0;0m"));
         let failed = nested(&json!({"m": {"k": "v"}}), Color::Failed);
         assert!(failed.starts_with("\x1b[0;31mm\x1b[0;0m:"), "{failed:?}");

@@ -27,12 +27,7 @@ impl ReplayWindow {
 
     /// Records `id` (valid until `expires_at`), or refuses it if it was seen before.
     /// Entries that expired before `now_ms` are forgotten first.
-    pub fn check_and_insert(
-        &mut self,
-        id: &str,
-        expires_at: u64,
-        now_ms: u64,
-    ) -> Result<(), Replayed> {
+    pub fn check_and_insert(&mut self, id: &str, expires_at: u64, now_ms: u64) -> Result<(), Replayed> {
         self.prune(now_ms);
         if self.seen.contains_key(id) {
             return Err(Replayed(id.to_string()));

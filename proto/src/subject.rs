@@ -17,9 +17,7 @@ use crate::jid::Jid;
 
 /// Why a prefix cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "subject prefix {0:?} is invalid: use dot-separated tokens of letters, digits, '_' and '-'"
-)]
+#[error("subject prefix {0:?} is invalid: use dot-separated tokens of letters, digits, '_' and '-'")]
 pub struct PrefixError(pub String);
 
 /// Builds and parses subjects under one prefix.
@@ -33,9 +31,7 @@ pub const DEFAULT_PREFIX: &str = "brine";
 
 impl Default for Subjects {
     fn default() -> Self {
-        Subjects {
-            prefix: DEFAULT_PREFIX.to_string(),
-        }
+        Subjects { prefix: DEFAULT_PREFIX.to_string() }
     }
 }
 
@@ -43,15 +39,11 @@ impl Subjects {
     /// Subjects under `prefix`.
     pub fn new(prefix: &str) -> Result<Subjects, PrefixError> {
         let ok = !prefix.is_empty()
-            && prefix.split('.').all(|t| {
-                !t.is_empty()
-                    && t.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            });
+            && prefix
+                .split('.')
+                .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
         if ok {
-            Ok(Subjects {
-                prefix: prefix.to_string(),
-            })
+            Ok(Subjects { prefix: prefix.to_string() })
         } else {
             Err(PrefixError(prefix.to_string()))
         }
@@ -115,9 +107,7 @@ impl Subjects {
 
     /// Splits a presence subject into its minion.
     pub fn parse_presence(&self, subject: &str) -> Option<MinionId> {
-        let token = subject
-            .strip_prefix(&self.prefix)?
-            .strip_prefix(".presence.")?;
+        let token = subject.strip_prefix(&self.prefix)?.strip_prefix(".presence.")?;
         MinionId::from_token(token).ok()
     }
 
@@ -180,16 +170,10 @@ mod tests {
         let s = Subjects::default();
         let id = MinionId::new("web1.example.com").unwrap();
         let jid = Jid::from_micros(1_700_000_000_000_000);
-        assert_eq!(
-            s.job(&id, jid),
-            "brine.job.web1~example~com.20231114221320000000"
-        );
+        assert_eq!(s.job(&id, jid), "brine.job.web1~example~com.20231114221320000000");
         assert_eq!(s.jobs_of(&id), "brine.job.web1~example~com.>");
         let ret = s.ret(&id, jid);
-        assert_eq!(
-            s.parse_ret(&ret),
-            Some((id.clone(), "20231114221320000000"))
-        );
+        assert_eq!(s.parse_ret(&ret), Some((id.clone(), "20231114221320000000")));
         assert_eq!(s.parse_presence(&s.presence(&id)), Some(id));
     }
 
@@ -210,22 +194,13 @@ mod tests {
         for bad in ["", "a..b", "a.*", "a b", ".a"] {
             assert!(Subjects::new(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            Subjects::new("fleet.eu").unwrap().stream_name("ret"),
-            "FLEET_EU_RET"
-        );
+        assert_eq!(Subjects::new("fleet.eu").unwrap().stream_name("ret"), "FLEET_EU_RET");
     }
 
     #[test]
     fn event_tags_map_segments_to_tokens() {
         let s = Subjects::default();
-        assert_eq!(
-            s.event("master", "brine/key/accept"),
-            "brine.event.master.brine.key.accept"
-        );
-        assert_eq!(
-            s.event("web1.x", "brine/minion/web1.x/start"),
-            "brine.event.web1~x.brine.minion.web1~x.start"
-        );
+        assert_eq!(s.event("master", "brine/key/accept"), "brine.event.master.brine.key.accept");
+        assert_eq!(s.event("web1.x", "brine/minion/web1.x/start"), "brine.event.web1~x.brine.minion.web1~x.start");
     }
 }

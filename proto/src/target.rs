@@ -21,13 +21,7 @@ pub enum Target {
 impl Target {
     /// A list target from Salt's comma-separated form, ignoring blanks around ids.
     pub fn list_from_str(s: &str) -> Target {
-        Target::List(
-            s.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
+        Target::List(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 }
 
@@ -77,10 +71,7 @@ impl TargetMatcher {
                     .literal_separator(false)
                     .backslash_escape(true)
                     .build()
-                    .map_err(|e| TargetError::BadGlob {
-                        glob: g.clone(),
-                        reason: e.kind().to_string(),
-                    })?;
+                    .map_err(|e| TargetError::BadGlob { glob: g.clone(), reason: e.kind().to_string() })?;
                 Compiled::Glob(glob.compile_matcher())
             }
             Target::List(ids) if ids.is_empty() => return Err(TargetError::Empty),
@@ -130,10 +121,7 @@ mod tests {
         let exact = m(Target::Glob("db1".into()));
         assert!(exact.matches("db1") && !exact.matches("db10"));
         let case = m(Target::Glob("Web*".into()));
-        assert!(
-            !case.matches("web1"),
-            "globs are case-sensitive as on Linux"
-        );
+        assert!(!case.matches("web1"), "globs are case-sensitive as on Linux");
     }
 
     #[test]
@@ -145,14 +133,8 @@ mod tests {
 
     #[test]
     fn malformed_targets_are_refused() {
-        assert_eq!(
-            TargetMatcher::compile(&Target::Glob(String::new())).unwrap_err(),
-            TargetError::Empty
-        );
-        assert_eq!(
-            TargetMatcher::compile(&Target::list_from_str(" , ")).unwrap_err(),
-            TargetError::Empty
-        );
+        assert_eq!(TargetMatcher::compile(&Target::Glob(String::new())).unwrap_err(), TargetError::Empty);
+        assert_eq!(TargetMatcher::compile(&Target::list_from_str(" , ")).unwrap_err(), TargetError::Empty);
         let err = TargetMatcher::compile(&Target::Glob("web[".into())).unwrap_err();
         assert!(err.to_string().contains("web["), "{err}");
     }

@@ -5,18 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
 }
 
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_micros() as u64
 }
 
 /// A civil date and time in UTC, as used by JIDs and displayed timestamps.
@@ -66,10 +60,7 @@ impl Civil {
         if days < 0 {
             return None;
         }
-        let secs = days as u64 * 86_400
-            + self.hour as u64 * 3600
-            + self.minute as u64 * 60
-            + self.second as u64;
+        let secs = days as u64 * 86_400 + self.hour as u64 * 3600 + self.minute as u64 * 60 + self.second as u64;
         Some(secs * 1_000_000 + self.micros as u64)
     }
 }
@@ -149,25 +140,9 @@ mod tests {
 
     #[test]
     fn civil_rejects_impossible_dates() {
-        let bad = Civil {
-            year: 2023,
-            month: 2,
-            day: 29,
-            hour: 0,
-            minute: 0,
-            second: 0,
-            micros: 0,
-        };
+        let bad = Civil { year: 2023, month: 2, day: 29, hour: 0, minute: 0, second: 0, micros: 0 };
         assert_eq!(bad.to_unix_micros(), None);
-        let bad = Civil {
-            year: 1969,
-            month: 12,
-            day: 31,
-            hour: 0,
-            minute: 0,
-            second: 0,
-            micros: 0,
-        };
+        let bad = Civil { year: 1969, month: 12, day: 31, hour: 0, minute: 0, second: 0, micros: 0 };
         assert_eq!(bad.to_unix_micros(), None);
     }
 }

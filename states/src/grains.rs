@@ -19,23 +19,12 @@ pub fn collect(id: &str, custom: &Map) -> Map {
     os_release(&mut g, &read("/etc/os-release"));
     kernel(&mut g);
     cpu(&mut g, &read("/proc/cpuinfo"));
-    g.insert(
-        "mem_total".into(),
-        mem_total_mib(&read("/proc/meminfo")).into(),
-    );
+    g.insert("mem_total".into(), mem_total_mib(&read("/proc/meminfo")).into());
     g.insert("machine_id".into(), read("/etc/machine-id").trim().into());
     addresses(&mut g);
     g.insert("init".into(), init_system().into());
     g.insert("virtual".into(), virtual_kind().into());
-    g.insert(
-        "shell".into(),
-        if std::path::Path::new("/bin/bash").exists() {
-            "/bin/bash"
-        } else {
-            "/bin/sh"
-        }
-        .into(),
-    );
+    g.insert("shell".into(), if std::path::Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" }.into());
     g.insert("brineversion".into(), brine_proto::VERSION.into());
     for (k, v) in custom {
         g.insert(k.clone(), v.clone());
@@ -48,9 +37,7 @@ fn read(path: &str) -> String {
 }
 
 fn host_names(g: &mut Map) {
-    let node = nix::sys::utsname::uname()
-        .map(|u| u.nodename().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let node = nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
     let host = node.split('.').next().unwrap_or_default().to_string();
     // The FQDN is the node name if it is dotted, else the first dotted alias of this
     // host in /etc/hosts, else the plain host name.
@@ -62,21 +49,16 @@ fn host_names(g: &mut Map) {
             .map(|l| l.split('#').next().unwrap_or_default())
             .filter_map(|l| {
                 let names: Vec<&str> = l.split_whitespace().skip(1).collect();
-                names.contains(&host.as_str()).then(|| {
-                    names
-                        .into_iter()
-                        .find(|n| n.contains('.') && n.starts_with(&host))
-                })
+                names
+                    .contains(&host.as_str())
+                    .then(|| names.into_iter().find(|n| n.contains('.') && n.starts_with(&host)))
             })
             .flatten()
             .next()
             .map(str::to_string)
             .unwrap_or_else(|| node.clone())
     };
-    let domain = fqdn
-        .split_once('.')
-        .map(|(_, d)| d.to_string())
-        .unwrap_or_default();
+    let domain = fqdn.split_once('.').map(|(_, d)| d.to_string()).unwrap_or_default();
     g.insert("host".into(), host.into());
     g.insert("nodename".into(), node.into());
     g.insert("fqdn".into(), fqdn.into());
@@ -130,10 +112,7 @@ fn os_release(g: &mut Map, text: &str) {
         .unwrap_or_else(|| os.to_string());
     // Salt reports os-release's VERSION_ID as is (Debian 12 is "12", not "12.11").
     let release = field("VERSION_ID");
-    let info: Vec<Value> = release
-        .split('.')
-        .filter_map(|p| p.parse::<u64>().ok().map(Value::from))
-        .collect();
+    let info: Vec<Value> = release.split('.').filter_map(|p| p.parse::<u64>().ok().map(Value::from)).collect();
     g.insert("os".into(), os.into());
     g.insert("os_family".into(), family.into());
     g.insert("osrelease".into(), release.clone().into());
@@ -143,42 +122,20 @@ fn os_release(g: &mut Map, text: &str) {
     }
     g.insert("oscodename".into(), field("VERSION_CODENAME").into());
     let name = field("NAME");
-    g.insert(
-        "osfullname".into(),
-        if name.is_empty() {
-            os.to_string()
-        } else {
-            name
-        }
-        .into(),
-    );
+    g.insert("osfullname".into(), if name.is_empty() { os.to_string() } else { name }.into());
 }
 
 fn kernel(g: &mut Map) {
     if let Ok(u) = nix::sys::utsname::uname() {
-        g.insert(
-            "kernel".into(),
-            u.sysname().to_string_lossy().into_owned().into(),
-        );
-        g.insert(
-            "kernelrelease".into(),
-            u.release().to_string_lossy().into_owned().into(),
-        );
-        g.insert(
-            "kernelversion".into(),
-            u.version().to_string_lossy().into_owned().into(),
-        );
-        g.insert(
-            "cpuarch".into(),
-            u.machine().to_string_lossy().into_owned().into(),
-        );
+        g.insert("kernel".into(), u.sysname().to_string_lossy().into_owned().into());
+        g.insert("kernelrelease".into(), u.release().to_string_lossy().into_owned().into());
+        g.insert("kernelversion".into(), u.version().to_string_lossy().into_owned().into());
+        g.insert("cpuarch".into(), u.machine().to_string_lossy().into_owned().into());
     }
 }
 
 fn cpu(g: &mut Map, cpuinfo: &str) {
-    let num = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let num = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     g.insert("num_cpus".into(), num.into());
     let model = cpuinfo
         .lines()
@@ -211,19 +168,13 @@ fn addresses(g: &mut Map) {
                 v6.insert(IpAddr::V6(sin6.ip()));
             } else if let Some(link) = addr.as_link_addr() {
                 if let Some(mac) = link.addr() {
-                    let s = mac
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":");
+                    let s = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
                     hw.insert(a.interface_name.clone(), s.into());
                 }
             }
         }
     }
-    let list = |set: BTreeSet<IpAddr>| {
-        Value::Array(set.into_iter().map(|ip| ip.to_string().into()).collect())
-    };
+    let list = |set: BTreeSet<IpAddr>| Value::Array(set.into_iter().map(|ip| ip.to_string().into()).collect());
     g.insert("ipv4".into(), list(v4));
     g.insert("ipv6".into(), list(v6));
     g.insert("hwaddr_interfaces".into(), Value::Object(hw));
@@ -296,7 +247,10 @@ mod tests {
     #[test]
     fn os_release_maps_to_salt_names() {
         let mut g = Map::new();
-        os_release(&mut g, "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\n");
+        os_release(
+            &mut g,
+            "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\n",
+        );
         assert_eq!(g["os"], json!("Ubuntu"));
         assert_eq!(g["os_family"], json!("Debian"));
         assert_eq!(g["osrelease"], json!("22.04"));
@@ -304,28 +258,16 @@ mod tests {
         assert_eq!(g["osmajorrelease"], json!(22));
         assert_eq!(g["oscodename"], json!("jammy"));
         let mut g = Map::new();
-        os_release(
-            &mut g,
-            "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n",
-        );
-        assert_eq!(
-            (g["os"].clone(), g["os_family"].clone()),
-            (json!("Rocky"), json!("RedHat"))
-        );
+        os_release(&mut g, "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.3\"\n");
+        assert_eq!((g["os"].clone(), g["os_family"].clone()), (json!("Rocky"), json!("RedHat")));
         let mut g = Map::new();
         os_release(&mut g, "ID=novel\nID_LIKE=arch\n");
-        assert_eq!(
-            (g["os"].clone(), g["os_family"].clone()),
-            (json!("novel"), json!("Arch"))
-        );
+        assert_eq!((g["os"].clone(), g["os_family"].clone()), (json!("novel"), json!("Arch")));
     }
 
     #[test]
     fn memory_is_reported_in_mib() {
-        assert_eq!(
-            mem_total_mib("MemTotal:       16384000 kB\nMemFree: 1 kB\n"),
-            16000
-        );
+        assert_eq!(mem_total_mib("MemTotal:       16384000 kB\nMemFree: 1 kB\n"), 16000);
         assert_eq!(mem_total_mib("garbage"), 0);
     }
 
@@ -335,18 +277,7 @@ mod tests {
         custom.insert("roles".into(), json!(["web", "db"]));
         custom.insert("os".into(), json!("Custom"));
         let g = collect("m1", &custom);
-        for key in [
-            "id",
-            "host",
-            "fqdn",
-            "os",
-            "os_family",
-            "kernel",
-            "cpuarch",
-            "num_cpus",
-            "mem_total",
-            "ipv4",
-        ] {
+        for key in ["id", "host", "fqdn", "os", "os_family", "kernel", "cpuarch", "num_cpus", "mem_total", "ipv4"] {
             assert!(g.contains_key(key), "missing grain {key}");
         }
         assert_eq!(g["id"], json!("m1"));

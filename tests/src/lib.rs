@@ -17,18 +17,13 @@ pub use brine_proto;
 
 /// The nats-server binary: `$NATS_SERVER`, else `nats-server` on PATH.
 pub fn nats_server_bin() -> PathBuf {
-    std::env::var_os("NATS_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("nats-server"))
+    std::env::var_os("NATS_SERVER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("nats-server"))
 }
 
 /// Logs to the test output when `BRINE_TEST_LOG` is set (e.g. `BRINE_TEST_LOG=debug`).
 pub fn init_logging() {
     if let Ok(level) = std::env::var("BRINE_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(level)
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter(level).with_test_writer().try_init();
     }
 }
 
@@ -44,11 +39,7 @@ impl NatsServer {
     /// Starts a server on a free port.
     pub fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut s = NatsServer {
-            child: None,
-            dir,
-            port: 0,
-        };
+        let mut s = NatsServer { child: None, dir, port: 0 };
         s.spawn(None);
         s
     }
@@ -79,24 +70,12 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let file = ports.join(format!(
-                "{}_{pid}.ports",
-                nats_server_bin()
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-            ));
+            let file = ports
+                .join(format!("{}_{pid}.ports", nats_server_bin().file_name().unwrap_or_default().to_string_lossy()));
             if let Ok(text) = std::fs::read_to_string(&file) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let url = v
-                        .get("nats")
-                        .or_else(|| v.get("client"))
-                        .and_then(|c| c.get(0))
-                        .and_then(|u| u.as_str());
-                    if let Some(p) = url
-                        .and_then(|u| u.rsplit(':').next())
-                        .and_then(|p| p.parse().ok())
-                    {
+                    let url = v.get("nats").or_else(|| v.get("client")).and_then(|c| c.get(0)).and_then(|u| u.as_str());
+                    if let Some(p) = url.and_then(|u| u.rsplit(':').next()).and_then(|p| p.parse().ok()) {
                         if std::net::TcpStream::connect(("127.0.0.1", p)).is_ok() {
                             self.port = p;
                             return;
@@ -184,12 +163,7 @@ impl TestMaster {
         std::fs::write(&config_path, &text).expect("write master.toml");
         let cfg = MasterConfig::load(Some(&config_path)).expect("master config");
         let master = Master::start(cfg).await.expect("master starts");
-        TestMaster {
-            dir: dir.to_path_buf(),
-            config_path,
-            master: Some(master),
-            _tmp: None,
-        }
+        TestMaster { dir: dir.to_path_buf(), config_path, master: Some(master), _tmp: None }
     }
 
     pub fn master(&self) -> &Master {
@@ -215,33 +189,16 @@ impl TestMaster {
 
     /// Runs the `brine` CLI with `input` on stdin (answers to prompts).
     pub async fn cli_with_input(&self, args: &[&str], input: &str) -> CliOutput {
-        let mut argv = vec![
-            "brine",
-            "--color",
-            "never",
-            "--config",
-            self.config_path.to_str().unwrap_or_default(),
-        ];
+        let mut argv = vec!["brine", "--color", "never", "--config", self.config_path.to_str().unwrap_or_default()];
         argv.extend_from_slice(args);
         let cli = match Cli::try_parse_from(&argv) {
             Ok(c) => c,
-            Err(e) => {
-                return CliOutput {
-                    code: 64,
-                    stdout: String::new(),
-                    stderr: e.to_string(),
-                }
-            }
+            Err(e) => return CliOutput { code: 64, stdout: String::new(), stderr: e.to_string() },
         };
         let mut out = Vec::new();
         let mut err = Vec::new();
         let mut input = std::io::Cursor::new(input.as_bytes().to_vec());
-        let mut io = Io {
-            out: &mut out,
-            err: &mut err,
-            input: &mut input,
-            color: false,
-        };
+        let mut io = Io { out: &mut out, err: &mut err, input: &mut input, color: false };
         let code = brine_master::cli::run(cli, &mut io).await;
         CliOutput {
             code,
@@ -254,14 +211,7 @@ impl TestMaster {
     pub async fn accept(&self, minion: &TestMinion) {
         let out = self.cli(&["key", "accept", "-y", minion.id.as_str()]).await;
         assert_eq!(out.code, 0, "{out:?}");
-        assert!(
-            minion
-                .minion()
-                .wait_connected(Duration::from_secs(20))
-                .await,
-            "minion {} did not connect",
-            minion.id
-        );
+        assert!(minion.minion().wait_connected(Duration::from_secs(20)).await, "minion {} did not connect", minion.id);
     }
 
     /// Waits until `id` shows up with `status` in the key list.
@@ -272,11 +222,7 @@ impl TestMaster {
             if section(&out.stdout, heading).iter().any(|l| l == id) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{id} never appeared under {heading}: {}",
-                out.stdout
-            );
+            assert!(Instant::now() < deadline, "{id} never appeared under {heading}: {}", out.stdout);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -345,13 +291,7 @@ impl TestMinion {
         std::fs::write(&config_path, &text).expect("write minion.toml");
         let cfg = MinionConfig::load(Some(&config_path)).expect("minion config");
         let minion = Minion::start(cfg).await.expect("minion starts");
-        TestMinion {
-            id: id.to_string(),
-            dir: dir.to_path_buf(),
-            config_path,
-            minion: Some(minion),
-            _tmp: None,
-        }
+        TestMinion { id: id.to_string(), dir: dir.to_path_buf(), config_path, minion: Some(minion), _tmp: None }
     }
 
     pub fn minion(&self) -> &Minion {
@@ -389,16 +329,7 @@ pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, mut check: F) -> 
 /// puts it there).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|d| {
-            if d.ends_with("deps") {
-                d.parent()
-            } else {
-                Some(d)
-            }
-        })
-        .expect("target dir");
+    let dir = exe.parent().and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) }).expect("target dir");
     dir.join(name)
 }
 
@@ -407,10 +338,7 @@ pub async fn connect_as(
     url: &str,
     key_file: &Path,
     inbox: &str,
-) -> (
-    async_nats::Client,
-    tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>,
-) {
+) -> (async_nats::Client, tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>) {
     let key = brine_proto::keys::load_key(key_file).expect("key");
     let seed = brine_master::nats::nkey_seed(&key).expect("seed");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

@@ -20,21 +20,15 @@ struct Args {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn"))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let cfg = MasterConfig::load(args.config.as_deref())?;
     init_logging(args.log_level.as_deref().unwrap_or(&cfg.log_level));
-    let master = Master::start(cfg)
-        .await
-        .context("cannot start brine-master")?;
+    let master = Master::start(cfg).await.context("cannot start brine-master")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -9,20 +9,12 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ERROR: cannot start: {e}");
@@ -34,11 +26,6 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     let mut err = std::io::stderr();
     let mut input = std::io::stdin().lock();
-    let mut io = Io {
-        out: &mut out,
-        err: &mut err,
-        input: &mut input,
-        color,
-    };
+    let mut io = Io { out: &mut out, err: &mut err, input: &mut input, color };
     ExitCode::from(runtime.block_on(run(cli, &mut io)))
 }

@@ -13,17 +13,14 @@ use std::time::Duration;
 pub enum ClientError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot read the operator key: {0} (the brine CLI runs on the master host, as the user that runs brine-master)")]
+    #[error(
+        "cannot read the operator key: {0} (the brine CLI runs on the master host, as the user that runs brine-master)"
+    )]
     Key(brine_proto::keys::KeyError),
     #[error("cannot read the master's key: {0} (has brine-master been started with this config?)")]
     MasterKey(brine_proto::keys::KeyError),
-    #[error(
-        "cannot find the master's NATS address in {path}: {source} (is brine-master running?)"
-    )]
-    NoUrl {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot find the master's NATS address in {path}: {source} (is brine-master running?)")]
+    NoUrl { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot reach the master's NATS at {url}: {reason} (is brine-master running?)")]
     Connect { url: String, reason: String },
     #[error("the master did not answer within {0:?} (is brine-master running?)")]
@@ -48,41 +45,28 @@ impl Operator {
     /// Connects as the local admin operator of the master configured by `cfg`.
     pub async fn connect(cfg: &MasterConfig) -> Result<Operator, ClientError> {
         let key = brine_proto::keys::load_key(&cfg.admin_key_path()).map_err(ClientError::Key)?;
-        let master = brine_proto::keys::load_public_key(&cfg.data_dir.join("master.pub"))
-            .map_err(ClientError::MasterKey)?;
+        let master =
+            brine_proto::keys::load_public_key(&cfg.data_dir.join("master.pub")).map_err(ClientError::MasterKey)?;
         let (url, opts) = match &cfg.nats {
             NatsMode::Embedded { .. } => {
                 let path = cfg.client_url_path();
                 let url = std::fs::read_to_string(&path)
-                    .map_err(|source| ClientError::NoUrl {
-                        path: path.clone(),
-                        source,
-                    })?
+                    .map_err(|source| ClientError::NoUrl { path: path.clone(), source })?
                     .trim()
                     .to_string();
-                let seed = crate::nats::nkey_seed(&key).map_err(|reason| ClientError::Connect {
-                    url: url.clone(),
-                    reason,
-                })?;
+                let seed =
+                    crate::nats::nkey_seed(&key).map_err(|reason| ClientError::Connect { url: url.clone(), reason })?;
                 (url, async_nats::ConnectOptions::with_nkey(seed))
             }
             NatsMode::External { url, auth } => {
                 let opts = match auth {
                     ExternalAuth::None => async_nats::ConnectOptions::new(),
                     ExternalAuth::UserPassword { user, password } => {
-                        async_nats::ConnectOptions::with_user_and_password(
-                            user.clone(),
-                            password.clone(),
-                        )
+                        async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
                     }
-                    ExternalAuth::CredsFile(p) => {
-                        async_nats::ConnectOptions::with_credentials_file(p)
-                            .await
-                            .map_err(|e| ClientError::Connect {
-                                url: url.clone(),
-                                reason: e.to_string(),
-                            })?
-                    }
+                    ExternalAuth::CredsFile(p) => async_nats::ConnectOptions::with_credentials_file(p)
+                        .await
+                        .map_err(|e| ClientError::Connect { url: url.clone(), reason: e.to_string() })?,
                 };
                 (url.clone(), opts)
             }
@@ -94,62 +78,33 @@ impl Operator {
             .connection_timeout(Duration::from_secs(5))
             .connect(url.as_str())
             .await
-            .map_err(|e| ClientError::Connect {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(Operator {
-            client,
-            key,
-            master,
-            subjects: cfg.subjects.clone(),
-            inbox,
-            url,
-        })
+            .map_err(|e| ClientError::Connect { url: url.clone(), reason: e.to_string() })?;
+        Ok(Operator { client, key, master, subjects: cfg.subjects.clone(), inbox, url })
     }
 
     /// A fresh subject in this operator's inbox, for streamed answers.
     pub fn stream_subject(&self) -> String {
-        format!(
-            "{}.stream.{}",
-            self.inbox,
-            brine_proto::envelope::random_id()
-        )
+        format!("{}.stream.{}", self.inbox, brine_proto::envelope::random_id())
     }
 
     /// Sends a request and waits for the master's verified answer.
     pub async fn request(&self, op: CtlOp) -> Result<CtlResult, ClientError> {
         let subject = self.subjects.ctl(op.name());
-        let ctl = Ctl {
-            stamp: Stamp::random(Duration::from_secs(60)),
-            op,
-        };
+        let ctl = Ctl { stamp: Stamp::random(Duration::from_secs(60)), op };
         let bytes = seal(&ctl, &self.key).map_err(|e| ClientError::BadReply(e.to_string()))?;
         let wait = Duration::from_secs(15);
-        let msg = match tokio::time::timeout(wait, self.client.request(subject, bytes.into())).await
-        {
+        let msg = match tokio::time::timeout(wait, self.client.request(subject, bytes.into())).await {
             Err(_) => return Err(ClientError::Timeout(wait)),
             Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                return Err(ClientError::NoMaster {
-                    url: self.url.clone(),
-                })
+                return Err(ClientError::NoMaster { url: self.url.clone() })
             }
-            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => {
-                return Err(ClientError::Timeout(wait))
-            }
-            Ok(Err(e)) => {
-                return Err(ClientError::Connect {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                })
-            }
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => return Err(ClientError::Timeout(wait)),
+            Ok(Err(e)) => return Err(ClientError::Connect { url: self.url.clone(), reason: e.to_string() }),
             Ok(Ok(m)) => m,
         };
         let reply = self.open_reply(&msg.payload)?;
         if reply.request != ctl.stamp.id {
-            return Err(ClientError::BadReply(
-                "the answer is for another request".into(),
-            ));
+            return Err(ClientError::BadReply("the answer is for another request".into()));
         }
         Ok(reply.result)
     }

@@ -36,10 +36,9 @@ fn print(io: &mut Io<'_>, format: OutFormat, doc: &Value) {
         OutFormat::Nested => output::nested(doc, if io.color { Color::Ok } else { Color::Off }),
         OutFormat::Json => output::json(doc),
         OutFormat::Yaml => output::yaml(doc),
-        OutFormat::Txt => doc
-            .as_object()
-            .map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect())
-            .unwrap_or_default(),
+        OutFormat::Txt => {
+            doc.as_object().map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect()).unwrap_or_default()
+        }
         OutFormat::Quiet => String::new(),
         OutFormat::Table => table(doc),
     };
@@ -55,11 +54,8 @@ fn table(doc: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let mut rows = vec![[
-        "JID", "FUNCTION", "TARGET", "USER", "RETURNED", "FAILED", "STARTED",
-    ]
-    .map(String::from)
-    .to_vec()];
+    let mut rows =
+        vec![["JID", "FUNCTION", "TARGET", "USER", "RETURNED", "FAILED", "STARTED"].map(String::from).to_vec()];
     for (jid, j) in jobs.iter() {
         rows.push(vec![
             jid.clone(),
@@ -71,16 +67,10 @@ fn table(doc: &Value) -> String {
             cell(&j["StartTime"]),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

@@ -95,11 +95,7 @@ fn print_sections(io: &mut Io<'_>, l: &KeyListing, always: bool, finger: bool) {
         let mut entries: Vec<&KeyEntry> = entries.iter().collect();
         entries.sort_by(|a, b| a.id.cmp(&b.id));
         for e in entries {
-            let text = if finger {
-                format!("{}:  {}", e.id, Fingerprint::of_bytes(&e.key))
-            } else {
-                e.id.to_string()
-            };
+            let text = if finger { format!("{}:  {}", e.id, Fingerprint::of_bytes(&e.key)) } else { e.id.to_string() };
             let line = paint(io, entry_color(color), &text);
             let _ = writeln!(io.out, "{line}");
         }
@@ -116,9 +112,7 @@ async fn listing(op: &Operator, io: &mut Io<'_>) -> Result<KeyListing, u8> {
 }
 
 fn matchers(ids: &[String]) -> Result<Vec<TargetMatcher>, String> {
-    ids.iter()
-        .map(|p| TargetMatcher::compile(&Target::Glob(p.clone())).map_err(|e| e.to_string()))
-        .collect()
+    ids.iter().map(|p| TargetMatcher::compile(&Target::Glob(p.clone())).map_err(|e| e.to_string())).collect()
 }
 
 pub async fn run(op: &Operator, cmd: KeyCommand, io: &mut Io<'_>) -> u8 {
@@ -156,10 +150,7 @@ pub async fn run(op: &Operator, cmd: KeyCommand, io: &mut Io<'_>) -> u8 {
                 Err(e) => return fail(io, e),
             };
             let keep = |v: &Vec<KeyEntry>| -> Vec<KeyEntry> {
-                v.iter()
-                    .filter(|e| ms.is_empty() || ms.iter().any(|m| m.matches(e.id.as_str())))
-                    .cloned()
-                    .collect()
+                v.iter().filter(|e| ms.is_empty() || ms.iter().any(|m| m.matches(e.id.as_str()))).cloned().collect()
             };
             let filtered = KeyListing {
                 accepted: keep(&l.accepted),
@@ -170,11 +161,7 @@ pub async fn run(op: &Operator, cmd: KeyCommand, io: &mut Io<'_>) -> u8 {
             };
             if id.is_none() {
                 let heading = paint(io, DENIED, "Local Keys:");
-                let line = paint(
-                    io,
-                    "\x1b[0;35m",
-                    &format!("master.pub:  {}", Fingerprint::of_bytes(&l.master)),
-                );
+                let line = paint(io, "\x1b[0;35m", &format!("master.pub:  {}", Fingerprint::of_bytes(&l.master)));
                 let _ = writeln!(io.out, "{heading}\n{line}");
             }
             print_sections(io, &filtered, false, true);
@@ -197,16 +184,9 @@ async fn change(op: &Operator, io: &mut Io<'_>, act: &str, a: ChangeArgs) -> u8 
         Err(e) => return fail(io, e),
     };
     let selected = |entries: &Vec<KeyEntry>| -> Vec<KeyEntry> {
-        entries
-            .iter()
-            .filter(|e| a.all || ms.iter().any(|m| m.matches(e.id.as_str())))
-            .cloned()
-            .collect()
+        entries.iter().filter(|e| a.all || ms.iter().any(|m| m.matches(e.id.as_str()))).cloned().collect()
     };
-    let mut eligible = KeyListing {
-        master: l.master,
-        ..KeyListing::default()
-    };
+    let mut eligible = KeyListing { master: l.master, ..KeyListing::default() };
     let mut kinds = Vec::new();
     match act {
         "accept" => {
@@ -237,10 +217,7 @@ async fn change(op: &Operator, io: &mut Io<'_>, act: &str, a: ChangeArgs) -> u8 
             kinds = vec!["accepted", "unaccepted", "rejected", "denied"];
         }
     }
-    let count = eligible.accepted.len()
-        + eligible.pending.len()
-        + eligible.rejected.len()
-        + eligible.denied.len();
+    let count = eligible.accepted.len() + eligible.pending.len() + eligible.rejected.len() + eligible.denied.len();
     if count == 0 {
         let what = match kinds.as_slice() {
             [one] => one.to_string(),
@@ -250,32 +227,20 @@ async fn change(op: &Operator, io: &mut Io<'_>, act: &str, a: ChangeArgs) -> u8 
         if a.all {
             let _ = writeln!(io.out, "There are no {what} keys.");
         } else {
-            let _ = writeln!(
-                io.out,
-                "The key glob '{}' does not match any {what} keys.",
-                a.ids.join(",")
-            );
+            let _ = writeln!(io.out, "The key glob '{}' does not match any {what} keys.", a.ids.join(","));
         }
         return exit::OK;
     }
     let _ = writeln!(io.out, "The following keys are going to be {}:", past(act));
     print_sections(io, &eligible, false, false);
     if !a.yes {
-        let prompt = if act == "delete" {
-            "Proceed? [N/y] "
-        } else {
-            "Proceed? [n/Y] "
-        };
+        let prompt = if act == "delete" { "Proceed? [N/y] " } else { "Proceed? [n/Y] " };
         let _ = write!(io.out, "{prompt}");
         let _ = io.out.flush();
         let mut answer = String::new();
         let _ = io.input.read_line(&mut answer);
         let answer = answer.trim();
-        let yes = if answer.is_empty() {
-            act != "delete"
-        } else {
-            answer.starts_with(['y', 'Y'])
-        };
+        let yes = if answer.is_empty() { act != "delete" } else { answer.starts_with(['y', 'Y']) };
         if !yes {
             return exit::OK;
         }
@@ -283,13 +248,7 @@ async fn change(op: &Operator, io: &mut Io<'_>, act: &str, a: ChangeArgs) -> u8 
     // Send exact ids (never the globs), so a key that arrives after the listing is not
     // changed without being shown.
     let mut ids: Vec<String> = Vec::new();
-    for e in eligible
-        .accepted
-        .iter()
-        .chain(&eligible.pending)
-        .chain(&eligible.rejected)
-        .chain(&eligible.denied)
-    {
+    for e in eligible.accepted.iter().chain(&eligible.pending).chain(&eligible.rejected).chain(&eligible.denied) {
         if !ids.contains(&e.id.to_string()) {
             ids.push(e.id.to_string());
         }

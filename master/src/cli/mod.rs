@@ -42,13 +42,7 @@ Exit codes:
 pub struct Cli {
     /// The master's config file (the CLI finds the master's NATS address and the
     /// operator key through it).
-    #[arg(
-        short,
-        long,
-        global = true,
-        env = "BRINE_MASTER_CONFIG",
-        value_name = "FILE"
-    )]
+    #[arg(short, long, global = true, env = "BRINE_MASTER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Colour: auto (only on a terminal, never with NO_COLOR), always, never.
@@ -111,9 +105,7 @@ pub fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
+        ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     }
 }
 

@@ -67,16 +67,9 @@ fn print_one(io: &mut Io<'_>, format: OutFormat, id: &str, ret: &Value, failed: 
 }
 
 pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
-    let target = if args.list {
-        Target::list_from_str(&args.target)
-    } else {
-        Target::Glob(args.target.clone())
-    };
+    let target = if args.list { Target::list_from_str(&args.target) } else { Target::Glob(args.target.clone()) };
     if !(args.timeout.is_finite() && args.timeout >= 0.0) {
-        return fail(
-            io,
-            format!("--timeout {} is not a number of seconds", args.timeout),
-        );
+        return fail(io, format!("--timeout {} is not a number of seconds", args.timeout));
     }
     let (arg, kwarg) = brine_proto::args::parse_cli_args(&args.args);
     let stream_to = (!args.async_).then(|| op.stream_subject());
@@ -87,13 +80,7 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
         },
         None => None,
     };
-    let req = RunRequest {
-        target,
-        fun: args.fun.clone(),
-        arg,
-        kwarg,
-        stream_to,
-    };
+    let req = RunRequest { target, fun: args.fun.clone(), arg, kwarg, stream_to };
     let started = match op.request(CtlOp::Run(req)).await {
         Ok(CtlResult::RunStarted(s)) => s,
         Ok(CtlResult::Error(e)) if e.kind == CtlErrorKind::NoMatch => {
@@ -124,11 +111,8 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
         return exit::OK;
     };
     // Offline minions cannot receive the job, so stop once everyone else answered.
-    let waiting_for = |returned: &BTreeSet<String>| {
-        targeted
-            .iter()
-            .any(|m| !returned.contains(m) && !offline.contains(m))
-    };
+    let waiting_for =
+        |returned: &BTreeSet<String>| targeted.iter().any(|m| !returned.contains(m) && !offline.contains(m));
     while waiting_for(&returned) {
         let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
             Ok(Some(m)) => m,
@@ -145,10 +129,7 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
             continue;
         };
         for r in rets {
-            if r.jid != jid
-                || !targeted.contains(r.id.as_str())
-                || !returned.insert(r.id.to_string())
-            {
+            if r.jid != jid || !targeted.contains(r.id.as_str()) || !returned.insert(r.id.to_string()) {
                 continue;
             }
             let failed = !r.success;
@@ -160,11 +141,8 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
             }
         }
     }
-    let mut missing: Vec<(String, bool)> = targeted
-        .iter()
-        .filter(|m| !returned.contains(*m))
-        .map(|m| (m.clone(), offline.contains(m)))
-        .collect();
+    let mut missing: Vec<(String, bool)> =
+        targeted.iter().filter(|m| !returned.contains(*m)).map(|m| (m.clone(), offline.contains(m))).collect();
     missing.extend(started.missing.iter().map(|m| (m.clone(), false)));
     if !args.hide_timeout {
         for (id, is_offline) in &missing {
@@ -187,15 +165,12 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
     if args.static_out {
         let doc = Value::Object(collected);
         let text = match args.out {
-            OutFormat::Nested => {
-                output::nested(&doc, if io.color { Color::Ok } else { Color::Off })
-            }
+            OutFormat::Nested => output::nested(&doc, if io.color { Color::Ok } else { Color::Off }),
             OutFormat::Json => output::json(&doc),
             OutFormat::Yaml => output::yaml(&doc),
-            OutFormat::Txt => doc
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect())
-                .unwrap_or_default(),
+            OutFormat::Txt => {
+                doc.as_object().map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect()).unwrap_or_default()
+            }
             OutFormat::Quiet => String::new(),
             OutFormat::Table => output::nested(&doc, Color::Off),
         };

@@ -9,11 +9,7 @@ fn main() -> ExitCode {
     let args = match CallArgs::try_parse() {
         Ok(a) => a,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
             let _ = e.print();
             return ExitCode::from(code);
         }

@@ -20,22 +20,16 @@ struct Args {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn"))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let cfg = MinionConfig::load(args.config.as_deref())?;
     init_logging(args.log_level.as_deref().unwrap_or(&cfg.log_level));
     tracing::info!(id = %cfg.id, master = %cfg.master_url, "starting brine-minion");
-    let minion = Minion::start(cfg)
-        .await
-        .context("cannot start brine-minion")?;
+    let minion = Minion::start(cfg).await.context("cannot start brine-minion")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -48,11 +42,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ERROR: cannot start: {e}");

@@ -90,17 +90,11 @@ fn run(a: &CmdArgs, ctx: &Context, merge: bool) -> Result<Finished, CallError> {
             cmd.env(k, env_value(v));
         }
     }
-    cmd.stdin(if a.stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if a.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let (out_read, err_read) = if merge {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| CallError::failed(format!("cannot create a pipe: {e}")))?;
-        let w2 = w
-            .try_clone()
-            .map_err(|e| CallError::failed(format!("cannot create a pipe: {e}")))?;
+        let w2 = w.try_clone().map_err(|e| CallError::failed(format!("cannot create a pipe: {e}")))?;
         cmd.stdout(Stdio::from(w)).stderr(Stdio::from(w2));
         (Some(std::fs::File::from(r)), None)
     } else {
@@ -108,15 +102,8 @@ fn run(a: &CmdArgs, ctx: &Context, merge: bool) -> Result<Finished, CallError> {
         (None, None::<std::fs::File>)
     };
     let mut child = cmd.spawn().map_err(|e| {
-        let place = a
-            .cwd
-            .as_deref()
-            .map(|c| format!(" in {c}"))
-            .unwrap_or_default();
-        CallError::failed(format!(
-            "Unable to run command '{}' with {shell}{place}: {e}",
-            a.cmd
-        ))
+        let place = a.cwd.as_deref().map(|c| format!(" in {c}")).unwrap_or_default();
+        CallError::failed(format!("Unable to run command '{}' with {shell}{place}: {e}", a.cmd))
     })?;
     // The Command still holds our copies of the pipe's write end; drop them so the
     // reader sees end-of-file when the command exits.
@@ -134,17 +121,11 @@ fn run(a: &CmdArgs, ctx: &Context, merge: bool) -> Result<Finished, CallError> {
     };
     let out_thread = reader(match out_read {
         Some(f) => Some(Box::new(f)),
-        None => child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        None => child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
     });
     let err_thread = reader(match err_read {
         Some(f) => Some(Box::new(f)),
-        None => child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        None => child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
     });
     if let (Some(input), Some(mut stdin)) = (a.stdin.clone(), child.stdin.take()) {
         std::thread::spawn(move || {
@@ -152,10 +133,7 @@ fn run(a: &CmdArgs, ctx: &Context, merge: bool) -> Result<Finished, CallError> {
         });
     }
 
-    let deadline = a
-        .timeout
-        .filter(|t| t.is_finite() && *t > 0.0)
-        .map(|t| Instant::now() + Duration::from_secs_f64(t));
+    let deadline = a.timeout.filter(|t| t.is_finite() && *t > 0.0).map(|t| Instant::now() + Duration::from_secs_f64(t));
     let mut nap = Duration::from_micros(200);
     let mut stopped: Option<String> = None;
     let status = loop {
@@ -167,26 +145,18 @@ fn run(a: &CmdArgs, ctx: &Context, merge: bool) -> Result<Finished, CallError> {
         let why = if ctx.cancel.is_cancelled() {
             Some("killed".to_string())
         } else if deadline.is_some_and(|d| Instant::now() >= d) {
-            Some(format!(
-                "Timed out after {} seconds",
-                a.timeout.unwrap_or_default()
-            ))
+            Some(format!("Timed out after {} seconds", a.timeout.unwrap_or_default()))
         } else {
             None
         };
         if let Some(why) = why {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
             stopped = Some(why);
         }
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(20));
     };
-    let join = |t: Option<std::thread::JoinHandle<String>>| {
-        t.map(|t| t.join().unwrap_or_default()).unwrap_or_default()
-    };
+    let join = |t: Option<std::thread::JoinHandle<String>>| t.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
     let mut stdout = join(out_thread);
     let mut stderr = join(err_thread);
     if a.rstrip {
@@ -194,21 +164,10 @@ fn run(a: &CmdArgs, ctx: &Context, merge: bool) -> Result<Finished, CallError> {
         stderr.truncate(stderr.trim_end().len());
     }
     if let Some(why) = stopped {
-        return Err(CallError::failed(if stdout.is_empty() {
-            why
-        } else {
-            format!("{why}\n{stdout}")
-        }));
+        return Err(CallError::failed(if stdout.is_empty() { why } else { format!("{why}\n{stdout}") }));
     }
-    let retcode = status
-        .code()
-        .unwrap_or_else(|| -status.signal().unwrap_or(0));
-    Ok(Finished {
-        stdout,
-        stderr,
-        retcode,
-        pid,
-    })
+    let retcode = status.code().unwrap_or_else(|| -status.signal().unwrap_or(0));
+    Ok(Finished { stdout, stderr, retcode, pid })
 }
 
 pub struct Run;
@@ -223,10 +182,7 @@ impl Function for Run {
     fn call(&self, ctx: &Context, a: CmdArgs) -> Result<Output, CallError> {
         let f = run(&a, ctx, true)?;
         let retcode = if a.ignore_retcode { 0 } else { f.retcode };
-        Ok(Output {
-            ret: Value::String(f.stdout),
-            retcode,
-        })
+        Ok(Output { ret: Value::String(f.stdout), retcode })
     }
 }
 
@@ -247,10 +203,7 @@ impl Function for RunAll {
         m.insert("stdout".into(), f.stdout.into());
         m.insert("stderr".into(), f.stderr.into());
         let retcode = if a.ignore_retcode { 0 } else { f.retcode };
-        Ok(Output {
-            ret: Value::Object(m),
-            retcode,
-        })
+        Ok(Output { ret: Value::Object(m), retcode })
     }
 }
 
@@ -261,42 +214,22 @@ mod tests {
     use serde_json::json;
 
     fn kw(pairs: &[(&str, serde_json::Value)]) -> Map {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 
     #[test]
     fn run_returns_combined_output_and_exit_status() {
-        let out = call(
-            "cmd.run",
-            &Context::default(),
-            vec![json!("echo a; echo b >&2; exit 3")],
-            Map::new(),
-        )
-        .unwrap();
+        let out = call("cmd.run", &Context::default(), vec![json!("echo a; echo b >&2; exit 3")], Map::new()).unwrap();
         assert_eq!(out.ret, json!("a\nb"));
         assert_eq!(out.retcode, 3);
-        let out = call(
-            "cmd.run",
-            &Context::default(),
-            vec![json!("echo hi")],
-            Map::new(),
-        )
-        .unwrap();
+        let out = call("cmd.run", &Context::default(), vec![json!("echo hi")], Map::new()).unwrap();
         assert_eq!((out.ret, out.retcode), (json!("hi"), 0));
     }
 
     #[test]
     fn run_all_separates_the_streams() {
-        let out = call(
-            "cmd.run_all",
-            &Context::default(),
-            vec![json!("echo a; echo b >&2; exit 3")],
-            Map::new(),
-        )
-        .unwrap();
+        let out =
+            call("cmd.run_all", &Context::default(), vec![json!("echo a; echo b >&2; exit 3")], Map::new()).unwrap();
         assert_eq!(out.ret["stdout"], json!("a"));
         assert_eq!(out.ret["stderr"], json!("b"));
         assert_eq!(out.ret["retcode"], json!(3));
@@ -319,38 +252,23 @@ mod tests {
         )
         .unwrap();
         let canon = dir.path().canonicalize().unwrap();
-        assert_eq!(
-            out.ret,
-            json!(format!("{}\nhello\nfrom stdin", canon.display()))
-        );
+        assert_eq!(out.ret, json!(format!("{}\nhello\nfrom stdin", canon.display())));
     }
 
     #[test]
     fn timeout_kills_the_whole_process_group() {
         let started = std::time::Instant::now();
-        let err = call(
-            "cmd.run",
-            &Context::default(),
-            vec![json!("sleep 30 | sleep 30")],
-            kw(&[("timeout", json!(0.3))]),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("Timed out after 0.3 seconds"),
-            "{err}"
-        );
+        let err =
+            call("cmd.run", &Context::default(), vec![json!("sleep 30 | sleep 30")], kw(&[("timeout", json!(0.3))]))
+                .unwrap_err();
+        assert!(err.to_string().contains("Timed out after 0.3 seconds"), "{err}");
         assert!(started.elapsed().as_secs() < 10);
     }
 
     #[test]
     fn a_missing_cwd_is_a_clear_error() {
-        let err = call(
-            "cmd.run",
-            &Context::default(),
-            vec![json!("true")],
-            kw(&[("cwd", json!("/nonexistent/dir"))]),
-        )
-        .unwrap_err();
+        let err = call("cmd.run", &Context::default(), vec![json!("true")], kw(&[("cwd", json!("/nonexistent/dir"))]))
+            .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/dir"), "{err}");
     }
 }

@@ -9,8 +9,7 @@ pub use super::test::NoArgs;
 pub struct Items;
 impl Function for Items {
     const NAME: &'static str = "grains.items";
-    const DOC: &'static str =
-        "Returns every grain of the minion.\n\nCLI example: brine run '*' grains.items";
+    const DOC: &'static str = "Returns every grain of the minion.\n\nCLI example: brine run '*' grains.items";
     const PARAMS: &'static [Param] = &[];
     type Args = NoArgs;
     fn call(&self, ctx: &Context, _: NoArgs) -> Result<Output, CallError> {
@@ -38,9 +37,8 @@ impl Function for Item {
                 Value::String(s) => s,
                 other => other.to_string(),
             };
-            let v = crate::grains::get_path(&ctx.grains, &name)
-                .cloned()
-                .unwrap_or_else(|| Value::String(String::new()));
+            let v =
+                crate::grains::get_path(&ctx.grains, &name).cloned().unwrap_or_else(|| Value::String(String::new()));
             out.insert(name, v);
         }
         Ok(Output::ok(out))
@@ -58,8 +56,7 @@ pub struct GetArgs {
 pub struct Get;
 impl Function for Get {
     const NAME: &'static str = "grains.get";
-    const DOC: &'static str =
-        "Returns one grain by `:` path, or `default` (an empty string if not \
+    const DOC: &'static str = "Returns one grain by `:` path, or `default` (an empty string if not \
         given) when it is missing.\n\nCLI example: brine run '*' grains.get ipv4:0";
     const PARAMS: &'static [Param] = &[req("key"), opt("default")];
     type Args = GetArgs;
@@ -75,18 +72,12 @@ impl Function for Get {
 pub struct Ls;
 impl Function for Ls {
     const NAME: &'static str = "grains.ls";
-    const DOC: &'static str =
-        "Returns the sorted names of every grain.\n\nCLI example: brine run '*' grains.ls";
+    const DOC: &'static str = "Returns the sorted names of every grain.\n\nCLI example: brine run '*' grains.ls";
     const PARAMS: &'static [Param] = &[];
     type Args = NoArgs;
     fn call(&self, ctx: &Context, _: NoArgs) -> Result<Output, CallError> {
         let mut names: Vec<&String> = ctx.grains.keys().collect();
         names.sort();
-        Ok(Output::ok(Value::Array(
-            names
-                .into_iter()
-                .map(|n| Value::String(n.clone()))
-                .collect(),
-        )))
+        Ok(Output::ok(Value::Array(names.into_iter().map(|n| Value::String(n.clone())).collect())))
     }
 }

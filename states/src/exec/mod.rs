@@ -39,10 +39,7 @@ pub static FUNCTIONS: &[&dyn DynFunction] = &[
 
 /// Looks a function up by its `module.function` name.
 pub fn lookup(name: &str) -> Option<&'static dyn DynFunction> {
-    FUNCTIONS
-        .binary_search_by(|f| f.name().cmp(name))
-        .ok()
-        .map(|i| FUNCTIONS[i])
+    FUNCTIONS.binary_search_by(|f| f.name().cmp(name)).ok().map(|i| FUNCTIONS[i])
 }
 
 /// Whether `name` is a known function.
@@ -86,10 +83,7 @@ pub struct Output {
 impl Output {
     /// A successful result.
     pub fn ok(ret: impl Into<Value>) -> Output {
-        Output {
-            ret: ret.into(),
-            retcode: 0,
-        }
+        Output { ret: ret.into(), retcode: 0 }
     }
 }
 
@@ -103,18 +97,12 @@ pub struct Param {
 
 /// Shorthand for a required parameter.
 pub const fn req(name: &'static str) -> Param {
-    Param {
-        name,
-        optional: false,
-    }
+    Param { name, optional: false }
 }
 
 /// Shorthand for an optional parameter.
 pub const fn opt(name: &'static str) -> Param {
-    Param {
-        name,
-        optional: true,
-    }
+    Param { name, optional: true }
 }
 
 /// Why a call did not produce a result.
@@ -125,11 +113,7 @@ pub enum CallError {
     Unknown(String),
     /// The arguments do not fit the function.
     #[error("Passed invalid arguments to {fun}: {reason}\n\nUsage: {usage}")]
-    BadArguments {
-        fun: String,
-        reason: String,
-        usage: String,
-    },
+    BadArguments { fun: String, reason: String, usage: String },
     /// The function ran and failed.
     #[error("{0}")]
     Failed(String),
@@ -172,13 +156,7 @@ pub trait DynFunction: Sync {
         let mut parts: Vec<String> = self
             .params()
             .iter()
-            .map(|p| {
-                if p.optional {
-                    format!("{}=…", p.name)
-                } else {
-                    p.name.to_string()
-                }
-            })
+            .map(|p| if p.optional { format!("{}=…", p.name) } else { p.name.to_string() })
             .collect();
         if self.varargs() {
             parts.push("*args".into());
@@ -202,23 +180,18 @@ impl<F: Function> DynFunction for F {
     }
     fn call_dyn(&self, ctx: &Context, args: Vec<Value>, kwargs: Map) -> Result<Output, CallError> {
         let bound = bind(self, args, kwargs)?;
-        let typed: F::Args =
-            serde_json::from_value(Value::Object(bound)).map_err(|e| CallError::BadArguments {
-                fun: F::NAME.into(),
-                reason: e.to_string(),
-                usage: self.usage(),
-            })?;
+        let typed: F::Args = serde_json::from_value(Value::Object(bound)).map_err(|e| CallError::BadArguments {
+            fun: F::NAME.into(),
+            reason: e.to_string(),
+            usage: self.usage(),
+        })?;
         self.call(ctx, typed)
     }
 }
 
 /// Maps positional arguments onto parameter names and merges keyword arguments.
 fn bind(f: &dyn DynFunction, args: Vec<Value>, mut kwargs: Map) -> Result<Map, CallError> {
-    let bad = |reason: String| CallError::BadArguments {
-        fun: f.name().into(),
-        reason,
-        usage: f.usage(),
-    };
+    let bad = |reason: String| CallError::BadArguments { fun: f.name().into(), reason, usage: f.usage() };
     let params = f.params();
     let given = args.len();
     let mut bound = Map::new();
@@ -227,10 +200,7 @@ fn bind(f: &dyn DynFunction, args: Vec<Value>, mut kwargs: Map) -> Result<Map, C
         match params.get(i) {
             Some(p) => {
                 if kwargs.contains_key(p.name) {
-                    return Err(bad(format!(
-                        "got multiple values for argument '{}'",
-                        p.name
-                    )));
+                    return Err(bad(format!("got multiple values for argument '{}'", p.name)));
                 }
                 bound.insert(p.name.to_string(), value);
             }
@@ -249,10 +219,7 @@ fn bind(f: &dyn DynFunction, args: Vec<Value>, mut kwargs: Map) -> Result<Map, C
     if f.varargs() {
         bound.insert("args".into(), Value::Array(extra));
     }
-    if let Some(p) = params
-        .iter()
-        .find(|p| !p.optional && !bound.contains_key(p.name))
-    {
+    if let Some(p) = params.iter().find(|p| !p.optional && !bound.contains_key(p.name)) {
         return Err(bad(format!("missing required argument '{}'", p.name)));
     }
     Ok(bound)
@@ -272,12 +239,7 @@ mod tests {
     #[test]
     fn registry_is_sorted_unique_and_documented() {
         for pair in FUNCTIONS.windows(2) {
-            assert!(
-                pair[0].name() < pair[1].name(),
-                "{} must come before {}",
-                pair[1].name(),
-                pair[0].name()
-            );
+            assert!(pair[0].name() < pair[1].name(), "{} must come before {}", pair[1].name(), pair[0].name());
         }
         for f in FUNCTIONS {
             let (module, fun) = f.name().split_once('.').expect("module.function");
@@ -300,28 +262,12 @@ mod tests {
         assert_eq!(out, Output::ok("hi"));
         let mut kw = Map::new();
         kw.insert("text".into(), json!("there"));
-        assert_eq!(
-            call("test.echo", &ctx, vec![], kw.clone()).unwrap(),
-            Output::ok("there")
-        );
-        let err = call("test.echo", &ctx, vec![json!("a")], kw)
-            .unwrap_err()
-            .to_string();
+        assert_eq!(call("test.echo", &ctx, vec![], kw.clone()).unwrap(), Output::ok("there"));
+        let err = call("test.echo", &ctx, vec![json!("a")], kw).unwrap_err().to_string();
         assert!(err.contains("multiple values for argument 'text'"), "{err}");
-        let err = call("test.echo", &ctx, vec![], Map::new())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("missing required argument 'text'")
-                && err.contains("Usage: test.echo(text)"),
-            "{err}"
-        );
-        let err = call("test.echo", &ctx, vec![json!(1), json!(2)], Map::new())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("at most 1 positional argument (2 given)"),
-            "{err}"
-        );
+        let err = call("test.echo", &ctx, vec![], Map::new()).unwrap_err().to_string();
+        assert!(err.contains("missing required argument 'text'") && err.contains("Usage: test.echo(text)"), "{err}");
+        let err = call("test.echo", &ctx, vec![json!(1), json!(2)], Map::new()).unwrap_err().to_string();
+        assert!(err.contains("at most 1 positional argument (2 given)"), "{err}");
     }
 }

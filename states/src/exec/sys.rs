@@ -38,12 +38,7 @@ impl Function for Doc {
         let docs: Map = FUNCTIONS
             .iter()
             .filter(|f| selected(f.name(), &a.args))
-            .map(|f| {
-                (
-                    f.name().to_string(),
-                    Value::String(format!("{}\n\nUsage: {}", f.doc(), f.usage())),
-                )
-            })
+            .map(|f| (f.name().to_string(), Value::String(format!("{}\n\nUsage: {}", f.doc(), f.usage()))))
             .collect();
         Ok(Output::ok(docs))
     }
@@ -52,19 +47,14 @@ impl Function for Doc {
 pub struct ListFunctions;
 impl Function for ListFunctions {
     const NAME: &'static str = "sys.list_functions";
-    const DOC: &'static str =
-        "Lists function names, optionally only those of the given modules.\n\n\
+    const DOC: &'static str = "Lists function names, optionally only those of the given modules.\n\n\
         CLI example: brine run '*' sys.list_functions cmd test";
     const PARAMS: &'static [Param] = &[];
     const VARARGS: bool = true;
     type Args = Filter;
     fn call(&self, _: &Context, a: Filter) -> Result<Output, CallError> {
         Ok(Output::ok(Value::Array(
-            FUNCTIONS
-                .iter()
-                .filter(|f| selected(f.name(), &a.args))
-                .map(|f| f.name().into())
-                .collect(),
+            FUNCTIONS.iter().filter(|f| selected(f.name(), &a.args)).map(|f| f.name().into()).collect(),
         )))
     }
 }
@@ -79,22 +69,15 @@ pub struct ModFilter {
 pub struct ListModules;
 impl Function for ListModules {
     const NAME: &'static str = "sys.list_modules";
-    const DOC: &'static str =
-        "Lists execution module names.\n\nCLI example: brine run '*' sys.list_modules";
+    const DOC: &'static str = "Lists execution module names.\n\nCLI example: brine run '*' sys.list_modules";
     const PARAMS: &'static [Param] = &[opt("glob")];
     type Args = ModFilter;
     fn call(&self, _: &Context, a: ModFilter) -> Result<Output, CallError> {
-        let mut mods: Vec<&str> = FUNCTIONS
-            .iter()
-            .filter_map(|f| f.name().split_once('.').map(|(m, _)| m))
-            .collect();
+        let mut mods: Vec<&str> = FUNCTIONS.iter().filter_map(|f| f.name().split_once('.').map(|(m, _)| m)).collect();
         mods.dedup();
         let prefix = a.glob.as_deref().map(|g| g.trim_end_matches('*'));
         Ok(Output::ok(Value::Array(
-            mods.into_iter()
-                .filter(|m| prefix.is_none_or(|p| m.starts_with(p)))
-                .map(Value::from)
-                .collect(),
+            mods.into_iter().filter(|m| prefix.is_none_or(|p| m.starts_with(p))).map(Value::from).collect(),
         )))
     }
 }

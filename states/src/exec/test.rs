@@ -13,7 +13,8 @@ pub struct NoArgs {}
 pub struct Ping;
 impl Function for Ping {
     const NAME: &'static str = "test.ping";
-    const DOC: &'static str = "Returns True: the minion is up and answering jobs.\n\nCLI example: brine run '*' test.ping";
+    const DOC: &'static str =
+        "Returns True: the minion is up and answering jobs.\n\nCLI example: brine run '*' test.ping";
     const PARAMS: &'static [Param] = &[];
     type Args = NoArgs;
     fn call(&self, _: &Context, _: NoArgs) -> Result<Output, CallError> {
@@ -30,8 +31,7 @@ pub struct EchoArgs {
 pub struct Echo;
 impl Function for Echo {
     const NAME: &'static str = "test.echo";
-    const DOC: &'static str =
-        "Returns the text it was given.\n\nCLI example: brine run '*' test.echo 'hello'";
+    const DOC: &'static str = "Returns the text it was given.\n\nCLI example: brine run '*' test.echo 'hello'";
     const PARAMS: &'static [Param] = &[req("text")];
     type Args = EchoArgs;
     fn call(&self, _: &Context, a: EchoArgs) -> Result<Output, CallError> {
@@ -48,8 +48,7 @@ impl Function for Echo {
 pub struct Version;
 impl Function for Version {
     const NAME: &'static str = "test.version";
-    const DOC: &'static str =
-        "Returns the brine version of the minion.\n\nCLI example: brine run '*' test.version";
+    const DOC: &'static str = "Returns the brine version of the minion.\n\nCLI example: brine run '*' test.version";
     const PARAMS: &'static [Param] = &[];
     type Args = NoArgs;
     fn call(&self, _: &Context, _: NoArgs) -> Result<Output, CallError> {
@@ -116,8 +115,7 @@ fn default_exception() -> String {
 pub struct Exception;
 impl Function for Exception {
     const NAME: &'static str = "test.exception";
-    const DOC: &'static str =
-        "Fails with the given message, for testing how failures are reported.\n\n\
+    const DOC: &'static str = "Fails with the given message, for testing how failures are reported.\n\n\
         CLI example: brine run '*' test.exception 'boom'";
     const PARAMS: &'static [Param] = &[opt("message")];
     type Args = ExceptionArgs;
@@ -135,8 +133,7 @@ pub struct SleepArgs {
 pub struct Sleep;
 impl Function for Sleep {
     const NAME: &'static str = "test.sleep";
-    const DOC: &'static str =
-        "Sleeps for the given number of seconds, then returns True; stops early \
+    const DOC: &'static str = "Sleeps for the given number of seconds, then returns True; stops early \
         if the job is killed.\n\nCLI example: brine run '*' test.sleep 20";
     const PARAMS: &'static [Param] = &[req("length")];
     type Args = SleepArgs;
@@ -168,10 +165,7 @@ mod tests {
     fn test_arg_shows_typed_arguments() {
         let (args, kwargs) = parse_cli_args(&["1", "yes", "[a, b]", "name=web"]);
         let out = call("test.arg", &Context::default(), args, kwargs).unwrap();
-        assert_eq!(
-            out.ret,
-            json!({"args": [1, true, ["a", "b"]], "kwargs": {"name": "web"}})
-        );
+        assert_eq!(out.ret, json!({"args": [1, true, ["a", "b"]], "kwargs": {"name": "web"}}));
     }
 
     #[test]

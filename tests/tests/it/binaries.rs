@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 struct Kill(std::process::Child);
 impl Drop for Kill {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -24,21 +22,13 @@ impl Drop for Kill {
 }
 
 fn brine(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(workspace_bin("brine"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run brine")
+    Command::new(workspace_bin("brine")).arg("--config").arg(config).args(args).output().expect("run brine")
 }
 
 #[test]
 fn binaries_run_a_job_and_exit_with_documented_codes() {
     for bin in ["brine", "brine-master", "brine-minion", "brine-call"] {
-        assert!(
-            workspace_bin(bin).exists(),
-            "{bin} is not built: run `cargo build --bins` first"
-        );
+        assert!(workspace_bin(bin).exists(), "{bin} is not built: run `cargo build --bins` first");
     }
     let dir = tempfile::tempdir().unwrap();
     let mconf = dir.path().join("master.toml");
@@ -51,24 +41,15 @@ fn binaries_run_a_job_and_exit_with_documented_codes() {
         ),
     )
     .unwrap();
-    let _master = Kill(
-        Command::new(workspace_bin("brine-master"))
-            .arg("-c")
-            .arg(&mconf)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _master =
+        Kill(Command::new(workspace_bin("brine-master")).arg("-c").arg(&mconf).stderr(Stdio::null()).spawn().unwrap());
     let url_file = dir.path().join("m/nats-url");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !url_file.exists() {
         assert!(Instant::now() < deadline, "master did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let url = std::fs::read_to_string(&url_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let url = std::fs::read_to_string(&url_file).unwrap().trim().to_string();
     let nconf = dir.path().join("minion.toml");
     std::fs::write(
         &nconf,
@@ -78,14 +59,8 @@ fn binaries_run_a_job_and_exit_with_documented_codes() {
         ),
     )
     .unwrap();
-    let _minion = Kill(
-        Command::new(workspace_bin("brine-minion"))
-            .arg("-c")
-            .arg(&nconf)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _minion =
+        Kill(Command::new(workspace_bin("brine-minion")).arg("-c").arg(&nconf).stderr(Stdio::null()).spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = brine(&mconf, &["key", "accept", "bin1", "-y"]);
@@ -97,15 +72,9 @@ fn binaries_run_a_job_and_exit_with_documented_codes() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = brine(
-            &mconf,
-            &["run", "bin1", "cmd.run", "echo from-binary", "-t", "1"],
-        );
+        let out = brine(&mconf, &["run", "bin1", "cmd.run", "echo from-binary", "-t", "1"]);
         if out.status.code() == Some(0) {
-            assert_eq!(
-                String::from_utf8_lossy(&out.stdout),
-                "bin1:\n    from-binary\n"
-            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "bin1:\n    from-binary\n");
             break;
         }
         assert!(Instant::now() < deadline, "job never ran: {out:?}");
@@ -119,53 +88,26 @@ fn binaries_run_a_job_and_exit_with_documented_codes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/master.toml"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/master.toml"), "{out:?}");
 
     // brine-call runs locally, prints {"local": ...} and exits like salt-call.
-    let out = Command::new(workspace_bin("brine-call"))
-        .args(["--local", "--id", "x", "test.echo", "hi"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).as_ref()
-        ),
-        (Some(0), "local:\n    hi\n")
-    );
+    let out =
+        Command::new(workspace_bin("brine-call")).args(["--local", "--id", "x", "test.echo", "hi"]).output().unwrap();
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()), (Some(0), "local:\n    hi\n"));
     let out = Command::new(workspace_bin("brine-call"))
         .args(["--local", "--id", "x", "--out", "json", "cmd.run", "exit 4"])
         .output()
         .unwrap();
     assert_eq!(
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).as_ref()
-        ),
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()),
         (Some(1), "{\n    \"local\": \"\"\n}\n")
     );
     let out = Command::new(workspace_bin("brine-call"))
-        .args([
-            "--local",
-            "--id",
-            "x",
-            "--retcode-passthrough",
-            "cmd.run",
-            "exit 4",
-        ])
+        .args(["--local", "--id", "x", "--retcode-passthrough", "cmd.run", "exit 4"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
-    let out = Command::new(workspace_bin("brine-call"))
-        .args(["--local", "--id", "x", "no.such"])
-        .output()
-        .unwrap();
+    let out = Command::new(workspace_bin("brine-call")).args(["--local", "--id", "x", "no.such"]).output().unwrap();
     assert_eq!(out.status.code(), Some(255));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "'no.such' is not available.\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "'no.such' is not available.\n");
 }

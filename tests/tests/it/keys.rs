@@ -8,15 +8,8 @@ use std::time::Duration;
 
 async fn wait_status(minion: &TestMinion, want: Status) {
     let mut rx = minion.minion().status();
-    let got = tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|s| *s == want))
-        .await
-        .is_ok();
-    assert!(
-        got,
-        "{} never reached {want:?}; now {:?}",
-        minion.id,
-        *rx.borrow()
-    );
+    let got = tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|s| *s == want)).await.is_ok();
+    assert!(got, "{} never reached {want:?}; now {:?}", minion.id, *rx.borrow());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +18,10 @@ async fn a_rejected_key_gets_no_jobs() {
     let minion = TestMinion::start(&master.url(), "m1", MinionOpts::default()).await;
     master.wait_key("m1", "Unaccepted Keys:").await;
     let out = master.cli(&["key", "reject", "m1", "-y"]).await;
-    assert_eq!(out.stdout, "The following keys are going to be rejected:\nUnaccepted Keys:\nm1\nKey for minion m1 rejected.\n");
+    assert_eq!(
+        out.stdout,
+        "The following keys are going to be rejected:\nUnaccepted Keys:\nm1\nKey for minion m1 rejected.\n"
+    );
     wait_status(&minion, Status::Enrolling(Some(KeyStatus::Rejected))).await;
     let out = master.cli(&["run", "*", "test.ping"]).await;
     assert_eq!(out.code, 2, "{out:?}");
@@ -35,24 +31,11 @@ async fn a_rejected_key_gets_no_jobs() {
     );
     // A plain accept does not take a rejected key...
     let out = master.cli(&["key", "accept", "m1", "-y"]).await;
-    assert_eq!(
-        out.stdout,
-        "The key glob 'm1' does not match any unaccepted keys.\n"
-    );
+    assert_eq!(out.stdout, "The key glob 'm1' does not match any unaccepted keys.\n");
     // ...--include-rejected does.
-    let out = master
-        .cli(&["key", "accept", "m1", "-y", "--include-rejected"])
-        .await;
-    assert!(
-        out.stdout.ends_with("Key for minion m1 accepted.\n"),
-        "{out:?}"
-    );
-    assert!(
-        minion
-            .minion()
-            .wait_connected(Duration::from_secs(20))
-            .await
-    );
+    let out = master.cli(&["key", "accept", "m1", "-y", "--include-rejected"]).await;
+    assert!(out.stdout.ends_with("Key for minion m1 accepted.\n"), "{out:?}");
+    assert!(minion.minion().wait_connected(Duration::from_secs(20)).await);
     assert_eq!(master.cli(&["run", "m1", "test.ping"]).await.code, 0);
     assert_eq!(minion.minion().counters().jobs_run, 1);
 }
@@ -67,17 +50,11 @@ async fn deleting_a_key_disconnects_the_minion() {
 
     // Declining the prompt changes nothing.
     let out = master.cli_with_input(&["key", "delete", "m1"], "\n").await;
-    assert_eq!(
-        out.stdout,
-        "The following keys are going to be deleted:\nAccepted Keys:\nm1\nProceed? [N/y] "
-    );
+    assert_eq!(out.stdout, "The following keys are going to be deleted:\nAccepted Keys:\nm1\nProceed? [N/y] ");
     assert_eq!(master.master().shared().registry.accepted().len(), 1);
 
     let out = master.cli_with_input(&["key", "delete", "m1"], "y\n").await;
-    assert!(
-        out.stdout.ends_with("Key for minion m1 deleted.\n"),
-        "{out:?}"
-    );
+    assert!(out.stdout.ends_with("Key for minion m1 deleted.\n"), "{out:?}");
     // The server drops the session; the minion notices and enrolls again, as pending.
     wait_status(&minion, Status::Enrolling(Some(KeyStatus::Pending))).await;
     master.wait_key("m1", "Unaccepted Keys:").await;
@@ -112,49 +89,28 @@ async fn a_different_key_for_an_accepted_id_is_denied() {
     let out = master.cli(&["key", "finger", "web1"]).await;
     let real_fp = brine_proto::keys::Fingerprint::of(&real.minion().public_key()).to_string();
     let fake_fp = brine_proto::keys::Fingerprint::of(&impostor.minion().public_key()).to_string();
-    assert_eq!(
-        out.stdout,
-        format!("Accepted Keys:\nweb1:  {real_fp}\nDenied Keys:\nweb1:  {fake_fp}\n")
-    );
+    assert_eq!(out.stdout, format!("Accepted Keys:\nweb1:  {real_fp}\nDenied Keys:\nweb1:  {fake_fp}\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_accept_lets_minions_straight_in_and_key_changes_are_events() {
-    let master = TestMaster::start(MasterOpts {
-        auto_accept: true,
-        ..Default::default()
-    })
-    .await;
+    let master = TestMaster::start(MasterOpts { auto_accept: true, ..Default::default() }).await;
     let admin_key = master.dir.join("master/operators/admin.pem");
     let (watcher, _ev) = connect_as(&master.url(), &admin_key, "_OPS_admin").await;
-    let mut events = watcher
-        .subscribe("brine.event.master.brine.key.>")
-        .await
-        .unwrap();
+    let mut events = watcher.subscribe("brine.event.master.brine.key.>").await.unwrap();
     watcher.flush().await.unwrap();
 
     let minion = TestMinion::start(&master.url(), "auto1", MinionOpts::default()).await;
-    assert!(
-        minion
-            .minion()
-            .wait_connected(Duration::from_secs(20))
-            .await
-    );
+    assert!(minion.minion().wait_connected(Duration::from_secs(20)).await);
     assert_eq!(master.cli(&["run", "auto1", "test.ping"]).await.code, 0);
     assert_eq!(master.cli(&["key", "delete", "auto1", "-y"]).await.code, 0);
 
     let mut tags = Vec::new();
     while tags.len() < 2 {
-        let msg = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .expect("event")
-            .expect("open");
-        let ev: brine_proto::msg::Event = brine_proto::envelope::open(
-            &msg.payload,
-            &master.master().public_key(),
-            brine_proto::time::now_ms(),
-        )
-        .expect("events are signed by the master");
+        let msg = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("event").expect("open");
+        let ev: brine_proto::msg::Event =
+            brine_proto::envelope::open(&msg.payload, &master.master().public_key(), brine_proto::time::now_ms())
+                .expect("events are signed by the master");
         assert_eq!(ev.data["id"], "auto1");
         tags.push(ev.tag);
     }

@@ -2,6 +2,7 @@
 
 mod binaries;
 mod external;
+mod faults;
 mod jobs;
 mod keys;
 mod security;

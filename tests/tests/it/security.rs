@@ -16,11 +16,7 @@ async fn accepted(master: &TestMaster, id: &str) -> TestMinion {
 
 fn job(jid: Jid, target: Target, issued_at: u64, expires_at: u64) -> Job {
     Job {
-        stamp: Stamp {
-            id: jid.to_string(),
-            issued_at,
-            expires_at,
-        },
+        stamp: Stamp { id: jid.to_string(), issued_at, expires_at },
         jid,
         target,
         fun: "test.ping".into(),
@@ -41,10 +37,7 @@ async fn forged_replayed_expired_and_misdirected_jobs_are_refused() {
     let mut jobs = spy.subscribe("brine.job.>").await.unwrap();
     spy.flush().await.unwrap();
     assert_eq!(master.cli(&["run", "m1", "test.ping"]).await.code, 0);
-    let real = tokio::time::timeout(Duration::from_secs(5), jobs.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let real = tokio::time::timeout(Duration::from_secs(5), jobs.next()).await.unwrap().unwrap();
     let m = minion.minion();
     assert_eq!((m.counters().jobs_run, m.counters().jobs_refused), (1, 0));
 
@@ -54,9 +47,7 @@ async fn forged_replayed_expired_and_misdirected_jobs_are_refused() {
     };
 
     // 1. The same job again: refused as a replay.
-    spy.publish(real.subject.clone(), real.payload.clone())
-        .await
-        .unwrap();
+    spy.publish(real.subject.clone(), real.payload.clone()).await.unwrap();
     assert!(refused_after(1).await);
 
     let now = brine_proto::time::now_ms();
@@ -65,62 +56,31 @@ async fn forged_replayed_expired_and_misdirected_jobs_are_refused() {
     // 2. Signed by a key that is not the pinned master key.
     let jid = Jid::from_micros(brine_proto::time::now_micros());
     let rogue = brine_proto::keys::generate_key();
-    let forged = seal(
-        &job(jid, Target::Glob("*".into()), now, now + 60_000),
-        &rogue,
-    )
-    .unwrap();
-    spy.publish(subjects.job(&id, jid), forged.into())
-        .await
-        .unwrap();
+    let forged = seal(&job(jid, Target::Glob("*".into()), now, now + 60_000), &rogue).unwrap();
+    spy.publish(subjects.job(&id, jid), forged.into()).await.unwrap();
     assert!(refused_after(2).await);
 
     // 3. Signed by the master but expired.
     let jid = Jid::from_micros(brine_proto::time::now_micros());
-    let stale = seal(
-        &job(
-            jid,
-            Target::Glob("*".into()),
-            now - 1_200_000,
-            now - 600_000,
-        ),
-        &master_key,
-    )
-    .unwrap();
-    spy.publish(subjects.job(&id, jid), stale.into())
-        .await
-        .unwrap();
+    let stale = seal(&job(jid, Target::Glob("*".into()), now - 1_200_000, now - 600_000), &master_key).unwrap();
+    spy.publish(subjects.job(&id, jid), stale.into()).await.unwrap();
     assert!(refused_after(3).await);
 
     // 4. Signed by the master, in date, but targeting someone else.
     let jid = Jid::from_micros(brine_proto::time::now_micros());
-    let elsewhere = seal(
-        &job(jid, Target::Glob("db*".into()), now, now + 60_000),
-        &master_key,
-    )
-    .unwrap();
-    spy.publish(subjects.job(&id, jid), elsewhere.into())
-        .await
-        .unwrap();
+    let elsewhere = seal(&job(jid, Target::Glob("db*".into()), now, now + 60_000), &master_key).unwrap();
+    spy.publish(subjects.job(&id, jid), elsewhere.into()).await.unwrap();
     assert!(refused_after(4).await);
 
     // 5. A valid job published on a subject that does not match its JID.
     let jid = Jid::from_micros(brine_proto::time::now_micros());
     let other_jid = Jid::from_micros(jid.micros() + 1);
-    let moved = seal(
-        &job(jid, Target::Glob("*".into()), now, now + 60_000),
-        &master_key,
-    )
-    .unwrap();
-    spy.publish(subjects.job(&id, other_jid), moved.into())
-        .await
-        .unwrap();
+    let moved = seal(&job(jid, Target::Glob("*".into()), now, now + 60_000), &master_key).unwrap();
+    spy.publish(subjects.job(&id, other_jid), moved.into()).await.unwrap();
     assert!(refused_after(5).await);
 
     // 6. Garbage.
-    spy.publish(subjects.job(&id, jid), "not a job".into())
-        .await
-        .unwrap();
+    spy.publish(subjects.job(&id, jid), "not a job".into()).await.unwrap();
     assert!(refused_after(6).await);
     assert_eq!(minion.minion().counters().jobs_run, 1);
 
@@ -128,15 +88,8 @@ async fn forged_replayed_expired_and_misdirected_jobs_are_refused() {
     let dir = minion.dir.clone();
     minion.stop().await;
     let restarted = TestMinion::start_in(&dir, &master.url(), "m1", &MinionOpts::default()).await;
-    assert!(
-        restarted
-            .minion()
-            .wait_connected(Duration::from_secs(20))
-            .await
-    );
-    spy.publish(real.subject.clone(), real.payload.clone())
-        .await
-        .unwrap();
+    assert!(restarted.minion().wait_connected(Duration::from_secs(20)).await);
+    spy.publish(real.subject.clone(), real.payload.clone()).await.unwrap();
     let m = restarted.minion();
     assert!(eventually(Duration::from_secs(10), || m.counters().jobs_refused >= 1).await);
     assert_eq!(m.counters().jobs_run, 0);
@@ -164,19 +117,10 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
     let _sub_jobs = client.subscribe("brine.job.b.>").await.unwrap();
     let _sub_inbox = client.subscribe("_INBOX_b.>").await.unwrap();
     let _sub_rets = client.subscribe("brine.ret.>").await.unwrap();
-    client
-        .publish("brine.ret.b.20260101000000000000", "x".into())
-        .await
-        .unwrap();
-    client
-        .publish("brine.job.b.20260101000000000000", "x".into())
-        .await
-        .unwrap();
+    client.publish("brine.ret.b.20260101000000000000", "x".into()).await.unwrap();
+    client.publish("brine.job.b.20260101000000000000", "x".into()).await.unwrap();
     client.publish("brine.ctl.run", "x".into()).await.unwrap();
-    client
-        .publish("$JS.API.STREAM.LIST", "x".into())
-        .await
-        .unwrap();
+    client.publish("$JS.API.STREAM.LIST", "x".into()).await.unwrap();
     client.flush().await.unwrap();
     let mut seen = Vec::new();
     assert!(
@@ -198,9 +142,7 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
         "$js.api.stream.list",
     ] {
         assert!(
-            lines
-                .iter()
-                .any(|l| l.contains("permissions violation") && l.contains(subject)),
+            lines.iter().any(|l| l.contains("permissions violation") && l.contains(subject)),
             "no violation for {subject}: {seen:?}"
         );
     }
@@ -216,14 +158,7 @@ async fn forged_and_garbage_returns_are_dropped_and_counted() {
     let _b = accepted(&master, "b").await;
     let out = master.cli(&["run", "*", "test.ping", "-v"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    let jid: Jid = out
-        .stdout
-        .lines()
-        .next()
-        .unwrap()
-        .trim_start_matches("Executing job with jid ")
-        .parse()
-        .unwrap();
+    let jid: Jid = out.stdout.lines().next().unwrap().trim_start_matches("Executing job with jid ").parse().unwrap();
 
     let (client, _) = connect_as(&master.url(), &a.key_path(), "_INBOX_a").await;
     let js = async_nats::jetstream::new(client.clone());
@@ -241,27 +176,13 @@ async fn forged_and_garbage_returns_are_dropped_and_counted() {
     };
     let publish = |subject: String, bytes: Vec<u8>| {
         let js = js.clone();
-        async move {
-            js.publish(subject, bytes.into())
-                .await
-                .unwrap()
-                .await
-                .unwrap()
-        }
+        async move { js.publish(subject, bytes.into()).await.unwrap().await.unwrap() }
     };
     // Signed by a key that is not a's accepted key.
     let rogue = brine_proto::keys::generate_key();
-    publish(
-        format!("brine.ret.a.{jid}"),
-        seal(&ret("a", "forged".into()), &rogue).unwrap(),
-    )
-    .await;
+    publish(format!("brine.ret.a.{jid}"), seal(&ret("a", "forged".into()), &rogue).unwrap()).await;
     // Signed by a, but claiming to be b's return.
-    publish(
-        format!("brine.ret.a.{jid}"),
-        seal(&ret("b", "forged".into()), &a_key).unwrap(),
-    )
-    .await;
+    publish(format!("brine.ret.a.{jid}"), seal(&ret("b", "forged".into()), &a_key).unwrap()).await;
     // Garbage.
     publish(format!("brine.ret.a.{jid}"), b"\x00\x01garbage".to_vec()).await;
     // A return for a job that never targeted a.
@@ -269,11 +190,7 @@ async fn forged_and_garbage_returns_are_dropped_and_counted() {
     let mut stray = ret("a", true.into());
     stray.jid = other;
     stray.stamp.id = other.to_string();
-    publish(
-        format!("brine.ret.a.{other}"),
-        seal(&stray, &a_key).unwrap(),
-    )
-    .await;
+    publish(format!("brine.ret.a.{other}"), seal(&stray, &a_key).unwrap()).await;
 
     let m = master.master();
     assert!(
@@ -286,9 +203,7 @@ async fn forged_and_garbage_returns_are_dropped_and_counted() {
         m.stats()
     );
     // The stored returns are the real ones.
-    let out = master
-        .cli(&["job", "show", &jid.to_string(), "--out", "json"])
-        .await;
+    let out = master.cli(&["job", "show", &jid.to_string(), "--out", "json"]).await;
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v, serde_json::json!({"a": true, "b": true}));
     assert_eq!(m.stats().returns_stored, 2);
@@ -329,8 +244,6 @@ async fn connections_without_credentials_reach_nothing_but_enrollment() {
     brine_proto::keys::load_or_create_key(&path).unwrap();
     let key = brine_proto::keys::load_key(&path).unwrap();
     let seed = brine_master::nats::nkey_seed(&key).unwrap();
-    let err = async_nats::ConnectOptions::with_nkey(seed)
-        .connect(master.url())
-        .await;
+    let err = async_nats::ConnectOptions::with_nkey(seed).connect(master.url()).await;
     assert!(err.is_err(), "an unknown nkey must not connect");
 }
