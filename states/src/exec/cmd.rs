@@ -207,6 +207,10 @@ impl Function for RunAll {
     }
 }
 
+/// The `cmd` execution module.
+pub static MODULE: super::Module =
+    super::Module { name: "cmd", doc: "Run shell commands.", functions: &[&Run, &RunAll] };
+
 #[cfg(test)]
 mod tests {
     use crate::exec::{call, Context};

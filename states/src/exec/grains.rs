@@ -81,3 +81,7 @@ impl Function for Ls {
         Ok(Output::ok(Value::Array(names.into_iter().map(|n| Value::String(n.clone())).collect())))
     }
 }
+
+/// The `grains` execution module.
+pub static MODULE: super::Module =
+    super::Module { name: "grains", doc: "Read this host's grains.", functions: &[&Get, &Item, &Items, &Ls] };

@@ -2,9 +2,9 @@
 //!
 //! A function is a plain type implementing [`Function`] with typed arguments; the
 //! blanket [`DynFunction`] impl binds command-line style arguments (positional, then
-//! `key=value`) to those types, so lookup by name works on one explicit list,
-//! [`FUNCTIONS`], kept in alphabetical order (a test checks order, uniqueness and
-//! documentation).
+//! `key=value`) to those types. Each module file declares one [`Module`] listing its
+//! functions, and [`MODULES`] lists the modules: one line per module, alphabetical.
+//! A test checks order, uniqueness and documentation.
 
 mod cmd;
 mod grains;
@@ -16,30 +16,28 @@ use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Every execution function, alphabetical by name.
-pub static FUNCTIONS: &[&dyn DynFunction] = &[
-    &cmd::Run,
-    &cmd::RunAll,
-    &grains::Get,
-    &grains::Item,
-    &grains::Items,
-    &grains::Ls,
-    &sys::Doc,
-    &sys::ListFunctions,
-    &sys::ListModules,
-    &test::Arg,
-    &test::Echo,
-    &test::Exception,
-    &test::False,
-    &test::Ping,
-    &test::Sleep,
-    &test::True,
-    &test::Version,
-];
+/// Every execution module, alphabetical by name.
+pub static MODULES: &[&Module] = &[&cmd::MODULE, &grains::MODULE, &sys::MODULE, &test::MODULE];
+
+/// An execution module: a name and its functions, alphabetical.
+pub struct Module {
+    /// The part before the dot.
+    pub name: &'static str,
+    /// What the module is for, one line.
+    pub doc: &'static str,
+    pub functions: &'static [&'static dyn DynFunction],
+}
 
 /// Looks a function up by its `module.function` name.
 pub fn lookup(name: &str) -> Option<&'static dyn DynFunction> {
-    FUNCTIONS.binary_search_by(|f| f.name().cmp(name)).ok().map(|i| FUNCTIONS[i])
+    let (module, _) = name.split_once('.')?;
+    let m = MODULES.binary_search_by(|m| m.name.cmp(module)).ok().map(|i| MODULES[i])?;
+    m.functions.binary_search_by(|f| f.name().cmp(name)).ok().map(|i| m.functions[i])
+}
+
+/// Every function of every module, in name order.
+pub fn functions() -> impl Iterator<Item = &'static dyn DynFunction> {
+    MODULES.iter().flat_map(|m| m.functions.iter().copied())
 }
 
 /// Whether `name` is a known function.
@@ -238,14 +236,23 @@ mod tests {
 
     #[test]
     fn registry_is_sorted_unique_and_documented() {
-        for pair in FUNCTIONS.windows(2) {
-            assert!(pair[0].name() < pair[1].name(), "{} must come before {}", pair[1].name(), pair[0].name());
+        for pair in MODULES.windows(2) {
+            assert!(pair[0].name < pair[1].name, "module {} must come before {}", pair[1].name, pair[0].name);
         }
-        for f in FUNCTIONS {
-            let (module, fun) = f.name().split_once('.').expect("module.function");
-            assert!(!module.is_empty() && !fun.is_empty(), "{}", f.name());
-            assert!(f.doc().trim().len() > 10, "{} needs a doc", f.name());
-            assert!(lookup(f.name()).is_some());
+        for m in MODULES {
+            assert!(m.doc.trim().len() > 10, "module {} needs a doc", m.name);
+            assert!(!m.functions.is_empty(), "module {} has no functions", m.name);
+            for pair in m.functions.windows(2) {
+                assert!(pair[0].name() < pair[1].name(), "{} must come before {}", pair[1].name(), pair[0].name());
+            }
+            for f in m.functions {
+                let (module, fun) = f.name().split_once('.').expect("module.function");
+                assert_eq!(module, m.name, "{} is listed in module {}", f.name(), m.name);
+                assert!(!fun.is_empty() && !fun.contains('.'), "{}", f.name());
+                assert!(f.doc().trim().len() > 10, "{} needs a doc", f.name());
+                assert!(f.doc().contains("CLI example: "), "{} needs a CLI example", f.name());
+                assert!(lookup(f.name()).is_some());
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! `sys.*`: what this minion can do, read from the function registry.
 
-use super::{opt, CallError, Context, Function, Output, Param, FUNCTIONS};
+use super::{functions, opt, CallError, Context, Function, Output, Param, MODULES};
 use brine_proto::{Map, Value};
 use serde::Deserialize;
 
@@ -35,8 +35,7 @@ impl Function for Doc {
     const VARARGS: bool = true;
     type Args = Filter;
     fn call(&self, _: &Context, a: Filter) -> Result<Output, CallError> {
-        let docs: Map = FUNCTIONS
-            .iter()
+        let docs: Map = functions()
             .filter(|f| selected(f.name(), &a.args))
             .map(|f| (f.name().to_string(), Value::String(format!("{}\n\nUsage: {}", f.doc(), f.usage()))))
             .collect();
@@ -54,7 +53,7 @@ impl Function for ListFunctions {
     type Args = Filter;
     fn call(&self, _: &Context, a: Filter) -> Result<Output, CallError> {
         Ok(Output::ok(Value::Array(
-            FUNCTIONS.iter().filter(|f| selected(f.name(), &a.args)).map(|f| f.name().into()).collect(),
+            functions().filter(|f| selected(f.name(), &a.args)).map(|f| f.name().into()).collect(),
         )))
     }
 }
@@ -73,11 +72,17 @@ impl Function for ListModules {
     const PARAMS: &'static [Param] = &[opt("glob")];
     type Args = ModFilter;
     fn call(&self, _: &Context, a: ModFilter) -> Result<Output, CallError> {
-        let mut mods: Vec<&str> = FUNCTIONS.iter().filter_map(|f| f.name().split_once('.').map(|(m, _)| m)).collect();
-        mods.dedup();
+        let mods = MODULES.iter().map(|m| m.name);
         let prefix = a.glob.as_deref().map(|g| g.trim_end_matches('*'));
         Ok(Output::ok(Value::Array(
-            mods.into_iter().filter(|m| prefix.is_none_or(|p| m.starts_with(p))).map(Value::from).collect(),
+            mods.filter(|m| prefix.is_none_or(|p| m.starts_with(p))).map(Value::from).collect(),
         )))
     }
 }
+
+/// The `sys` execution module.
+pub static MODULE: super::Module = super::Module {
+    name: "sys",
+    doc: "What this minion can do: function lists and documentation.",
+    functions: &[&Doc, &ListFunctions, &ListModules],
+};

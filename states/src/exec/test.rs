@@ -155,6 +155,13 @@ impl Function for Sleep {
     }
 }
 
+/// The `test` execution module.
+pub static MODULE: super::Module = super::Module {
+    name: "test",
+    doc: "Check that minions answer and that arguments arrive as typed.",
+    functions: &[&Arg, &Echo, &Exception, &False, &Ping, &Sleep, &True, &Version],
+};
+
 #[cfg(test)]
 mod tests {
     use crate::exec::{call, Context};
