@@ -52,6 +52,17 @@ pub struct RawConfig {
     /// NATS: embedded (default) or an existing server.
     #[serde(default)]
     pub nats: RawNats,
+    /// Named targets for `-N` and `N@`: a compound expression, or a list of its words.
+    #[serde(default)]
+    pub nodegroups: std::collections::BTreeMap<String, RawNodegroup>,
+}
+
+/// A nodegroup definition: `web = "G@role:web or L@a,b"` or `web = ["L@a,b", "or", "G@role:web"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawNodegroup {
+    Expr(String),
+    Words(Vec<String>),
 }
 
 /// The `[nats]` table.
@@ -108,6 +119,7 @@ pub struct MasterConfig {
     pub presence_timeout: Duration,
     pub log_level: String,
     pub nats: NatsMode,
+    pub nodegroups: brine_proto::target::Nodegroups,
 }
 
 /// How the master reaches NATS.
@@ -199,6 +211,27 @@ impl MasterConfig {
                 NatsMode::Embedded { listen, server_bin }
             }
         };
+        let mut nodegroups = brine_proto::target::Nodegroups::new();
+        for (name, def) in raw.nodegroups {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+                return Err(invalid(
+                    "nodegroups",
+                    format!("{name:?} is not a nodegroup name (letters, digits, _ - .)"),
+                ));
+            }
+            let expr = match def {
+                RawNodegroup::Expr(e) => e,
+                RawNodegroup::Words(w) => w.join(" "),
+            };
+            nodegroups.insert(name, expr);
+        }
+        for name in nodegroups.keys() {
+            let target = brine_proto::Target::Nodegroup(name.clone());
+            target
+                .expand_nodegroups(&nodegroups)
+                .and_then(|t| brine_proto::TargetMatcher::compile(&t).map(|_| ()))
+                .map_err(|e| invalid("nodegroups", format!("{name}: {e}")))?;
+        }
         Ok(MasterConfig {
             path: path.map(Path::to_path_buf),
             data_dir: raw.data_dir,
@@ -208,6 +241,7 @@ impl MasterConfig {
             presence_timeout: raw.presence_timeout,
             log_level: raw.log_level,
             nats,
+            nodegroups,
         })
     }
 
@@ -271,6 +305,20 @@ mod tests {
         let err =
             MasterConfig::parse("[nats]\nurl = \"nats://x\"\nlisten = \"0.0.0.0:1\"", None).unwrap_err().to_string();
         assert!(err.contains("cannot be combined"), "{err}");
+    }
+
+    #[test]
+    fn nodegroups_are_checked_at_load() {
+        let c = MasterConfig::parse(
+            "[nodegroups]\nweb = \"G@role:web or L@a,b\"\ndbs = [\"L@db1,db2\", \"or\", \"N@web\"]\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.nodegroups["dbs"], "L@db1,db2 or N@web");
+        let err = MasterConfig::parse("[nodegroups]\nweb = \"G@role:web or\"\n", None).unwrap_err().to_string();
+        assert!(err.contains("nodegroups") && err.contains("web:") && err.contains("ends where a term"), "{err}");
+        let err = MasterConfig::parse("[nodegroups]\na = \"N@b\"\nb = \"N@a\"\n", None).unwrap_err().to_string();
+        assert!(err.contains("includes itself"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use brine_proto::msg::{
     Ctl, CtlError, CtlErrorKind, CtlOp, CtlReply, CtlResult, Job, JobRecord, JobReport, KeyEntry, KeySelection,
     RunRequest, RunStarted,
 };
+use brine_proto::target::Facts;
 use brine_proto::{Target, TargetMatcher};
 use futures::StreamExt;
 use serde_json::json;
@@ -138,6 +139,9 @@ async fn change_keys(shared: &Shared, operator: &str, act: &str, sel: &KeySelect
         if act != "accept" {
             shared.presence.forget(&entry.id);
         }
+        if act == "delete" {
+            shared.grains.remove(&entry.id);
+        }
         tracing::info!(operator, id = %entry.id, "key {}", crate::cli::past(act));
     }
     // Accepted minions gain a NATS user; rejected and deleted ones lose theirs and are
@@ -161,7 +165,13 @@ fn valid_function_name(fun: &str) -> bool {
 }
 
 async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, run: RunRequest) {
-    let matcher = match TargetMatcher::compile(&run.target) {
+    // Nodegroups are expanded here, so minions can check the target without the
+    // master's config.
+    let sent_target = match run.target.expand_nodegroups(&shared.cfg.nodegroups) {
+        Ok(t) => t,
+        Err(e) => return answer(shared, reply, request, error(CtlErrorKind::BadRequest, e.to_string())).await,
+    };
+    let matcher = match TargetMatcher::compile(&sent_target) {
         Ok(m) => m,
         Err(e) => return answer(shared, reply, request, error(CtlErrorKind::BadRequest, e.to_string())).await,
     };
@@ -169,7 +179,10 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
         let msg = format!("{:?} is not a function name; use module.function, e.g. test.ping", run.fun);
         return answer(shared, reply, request, error(CtlErrorKind::BadRequest, msg)).await;
     }
-    let minions = shared.registry.accepted_matching(&matcher);
+    let minions = shared.registry.accepted_matching(|id| {
+        let grains = shared.grains.get(id);
+        matcher.matches(&Facts { id: id.as_str(), grains: grains.as_deref(), pillar: None })
+    });
     // Listed ids without an accepted key are reported as not returning, as Salt does.
     let missing: Vec<String> = match &run.target {
         Target::List(ids) => {
@@ -199,7 +212,7 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
     let job = Job {
         stamp: Stamp::new(jid.to_string(), shared.cfg.job_ttl),
         jid,
-        target: run.target.clone(),
+        target: sent_target,
         fun: run.fun.clone(),
         arg: run.arg,
         kwarg: run.kwarg,

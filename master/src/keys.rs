@@ -160,16 +160,10 @@ impl Registry {
         v
     }
 
-    /// Every accepted minion id matching `matcher`, sorted.
-    pub fn accepted_matching(&self, matcher: &TargetMatcher) -> Vec<MinionId> {
-        let mut v: Vec<MinionId> = self
-            .accepted
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .filter(|id| matcher.matches(id.as_str()))
-            .cloned()
-            .collect();
+    /// Every accepted minion id for which `matches` holds, sorted.
+    pub fn accepted_matching(&self, mut matches: impl FnMut(&MinionId) -> bool) -> Vec<MinionId> {
+        let mut v: Vec<MinionId> =
+            self.accepted.read().unwrap_or_else(|e| e.into_inner()).keys().filter(|id| matches(id)).cloned().collect();
         v.sort();
         v
     }
@@ -206,7 +200,7 @@ impl Registry {
     }
 
     fn selected(sel: &KeySelection, matchers: &[TargetMatcher], id: &MinionId) -> bool {
-        sel.all || matchers.iter().any(|m| m.matches(id.as_str()))
+        sel.all || matchers.iter().any(|m| m.matches_id(id.as_str()))
     }
 
     /// Accepts the selected pending keys (and rejected or denied ones if asked).

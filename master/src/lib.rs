@@ -4,7 +4,8 @@
 //! - [`master`]: the running master and its shared state.
 //! - [`keys`]: the key registry (pending / accepted / rejected / denied).
 //! - [`nats`]: the embedded, supervised `nats-server`.
-//! - [`enroll`], [`ctl`], [`ingest`], [`presence`]: the services.
+//! - [`enroll`], [`ctl`], [`ingest`], [`presence`], [`rpc`]: the services.
+//! - [`grains`]: the cache of minions' grains.
 //! - [`store`]: the job cache.
 //! - [`cli`]: the `brine` command.
 #![forbid(unsafe_code)]
@@ -13,11 +14,13 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod enroll;
+pub mod grains;
 pub mod ingest;
 pub mod keys;
 pub mod master;
 pub mod nats;
 pub mod presence;
+pub mod rpc;
 pub mod stats;
 pub mod store;
 

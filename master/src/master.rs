@@ -50,6 +50,7 @@ pub struct Shared {
     /// Operators by public key: name.
     pub operators: HashMap<[u8; 32], String>,
     pub registry: Registry,
+    pub grains: crate::grains::GrainsCache,
     pub store: Store,
     pub jids: JidGenerator,
     pub client: async_nats::Client,
@@ -135,6 +136,7 @@ impl Master {
 
         let store = Store::open(&cfg.db_path())?;
         let registry = Registry::open(&store)?;
+        let grains = crate::grains::GrainsCache::open(&store)?;
         let jids = JidGenerator::starting_after(store.latest_jid()?);
 
         let (client, embedded) = match &cfg.nats {
@@ -178,6 +180,7 @@ impl Master {
             key,
             operators,
             registry,
+            grains,
             store,
             jids,
             client,
@@ -194,6 +197,7 @@ impl Master {
         tasks.push(tokio::spawn(crate::enroll::serve(shared.clone()).await?));
         tasks.push(tokio::spawn(crate::ctl::serve(shared.clone()).await?));
         tasks.push(tokio::spawn(crate::presence::serve(shared.clone()).await?));
+        tasks.push(tokio::spawn(crate::rpc::serve(shared.clone()).await?));
         let sweeper = shared.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));

@@ -42,6 +42,8 @@ counters! {
     presence_received: "Verified heartbeats.",
     presence_refused: "Heartbeats dropped (unknown minion, bad signature, malformed).",
     jobs_published: "Jobs published (one per job, not per minion).",
+    rpc_requests: "Minion requests answered (grains, ...).",
+    rpc_refused: "Minion requests dropped (unknown minion, bad signature, mismatched subject).",
 }
 
 impl Stats {

@@ -8,15 +8,18 @@ use crate::replay::{ReplayCache, ReplayError};
 use async_nats::jetstream;
 use brine_proto::envelope::{open, seal, Envelope, Stamp};
 use brine_proto::keys::Fingerprint;
-use brine_proto::msg::{EnrollReply, EnrollRequest, Job, KeyStatus, Presence, Return};
+use brine_proto::msg::{
+    EnrollReply, EnrollRequest, Job, KeyStatus, Presence, Return, Rpc, RpcCall, RpcReply, RpcResult,
+};
+use brine_proto::target::Facts;
 use brine_proto::{Jid, Map, TargetMatcher, Value};
-use brine_states::exec::{CallError, CancelFlag, Context};
+use brine_states::exec::{CallError, CancelFlag, Context, Host};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -57,17 +60,129 @@ pub struct CountersSnapshot {
     pub returns_published: u64,
 }
 
+/// A job this minion accepted and has not finished.
+struct RunningJob {
+    cancel: CancelFlag,
+    fun: String,
+    arg: Vec<Value>,
+    tgt: String,
+    user: String,
+    started_at: u64,
+}
+
 struct Shared {
     cfg: MinionConfig,
     key: SigningKey,
     master: Mutex<Option<VerifyingKey>>,
     replay: ReplayCache,
-    grains: Arc<Map>,
-    running: Mutex<HashMap<Jid, CancelFlag>>,
+    grains: RwLock<Arc<Map>>,
+    running: Mutex<HashMap<Jid, RunningJob>>,
     workers: Arc<Semaphore>,
     started_at: u64,
     status: watch::Sender<Status>,
     counters: Counters,
+    /// The NATS connection of the current session, if any.
+    session: Mutex<Option<async_nats::Client>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    fn grains(&self) -> Arc<Map> {
+        self.grains.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The minion as the `saltutil.*` functions see it.
+struct MinionHost(Arc<Shared>);
+
+impl std::fmt::Debug for MinionHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MinionHost({})", self.0.cfg.id)
+    }
+}
+
+impl Host for MinionHost {
+    fn running(&self) -> Vec<Value> {
+        let running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut jobs: Vec<(&Jid, &RunningJob)> = running.iter().collect();
+        jobs.sort_by_key(|(jid, _)| **jid);
+        jobs.into_iter()
+            .map(|(jid, j)| {
+                serde_json::json!({
+                    "jid": jid.to_string(),
+                    "fun": j.fun,
+                    "arg": j.arg,
+                    "tgt": j.tgt,
+                    "user": j.user,
+                    "pid": std::process::id(),
+                    "started": brine_proto::time::format_ms(j.started_at),
+                })
+            })
+            .collect()
+    }
+
+    fn kill(&self, jid: &str) -> bool {
+        let Ok(jid) = jid.parse::<Jid>() else { return false };
+        match self.0.running.lock().unwrap_or_else(|e| e.into_inner()).get(&jid) {
+            Some(j) => {
+                j.cancel.cancel();
+                tracing::warn!(%jid, "job killed on request");
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn refresh_grains(&self) -> Result<Map, String> {
+        let sh = &self.0;
+        let fresh = brine_states::grains::collect(sh.cfg.id.as_str(), &sh.cfg.grains);
+        *sh.grains.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh.clone());
+        let client = sh.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(client) = client {
+            sh.runtime.block_on(push_grains(sh, &client))?;
+        }
+        Ok(fresh)
+    }
+}
+
+/// Sends the grains to the master and waits for its signed acknowledgement.
+async fn push_grains(sh: &Shared, client: &async_nats::Client) -> Result<(), String> {
+    let rpc = Rpc {
+        stamp: Stamp::random(Duration::from_secs(60)),
+        id: sh.cfg.id.clone(),
+        call: RpcCall::PutGrains { grains: (*sh.grains()).clone() },
+    };
+    let subject = sh.cfg.subjects.rpc(&sh.cfg.id, rpc.call.op());
+    let bytes = seal(&rpc, &sh.key).map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(Duration::from_secs(10), client.request(subject, bytes.into()))
+        .await
+        .map_err(|_| "the master did not acknowledge the grains".to_string())?
+        .map_err(|e| format!("cannot send grains to the master: {e}"))?;
+    let master = (*sh.master.lock().unwrap_or_else(|e| e.into_inner())).ok_or("no pinned master key")?;
+    let reply: RpcReply = open(&answer.payload, &master, brine_proto::time::now_ms()).map_err(|e| e.to_string())?;
+    if reply.request != rpc.stamp.id {
+        return Err("the master answered another request".into());
+    }
+    match reply.result {
+        RpcResult::Ok => Ok(()),
+        RpcResult::Error(e) => Err(format!("the master could not store the grains: {e}")),
+    }
+}
+
+/// Sends the grains in the background, retrying until the master has them.
+fn push_grains_soon(sh: &Arc<Shared>, client: &async_nats::Client) {
+    let (sh, client) = (sh.clone(), client.clone());
+    tokio::spawn(async move {
+        let mut wait = Duration::from_millis(200);
+        for _ in 0..20 {
+            match push_grains(&sh, &client).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "grains not delivered yet; retrying"),
+            }
+            tokio::time::sleep(jitter(wait)).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    });
 }
 
 /// A running minion.
@@ -107,11 +222,13 @@ impl Minion {
             key,
             master: Mutex::new(master),
             replay,
-            grains: Arc::new(grains),
+            grains: RwLock::new(Arc::new(grains)),
             running: Mutex::new(HashMap::new()),
             started_at: brine_proto::time::now_ms(),
             status,
             counters: Counters::default(),
+            session: Mutex::new(None),
+            runtime: tokio::runtime::Handle::current(),
         });
         let task = tokio::spawn(run(shared.clone()));
         Ok(Minion { shared, task })
@@ -371,6 +488,8 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
     };
     let _ = client.flush().await;
     let js = jetstream::new(client.clone());
+    *sh.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+    push_grains_soon(sh, &client);
     let _ = sh.status.send(Status::Connected);
     tracing::info!(master = %sh.cfg.master_url, "connected; taking jobs");
     let mut tick = tokio::time::interval(sh.cfg.presence_interval);
@@ -386,6 +505,7 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
             },
             Some(ev) = events.recv() => {
                 if is_auth_problem(&ev) {
+                    *sh.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     return SessionEnd::Revoked;
                 }
                 match ev {
@@ -393,6 +513,8 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
                     async_nats::Event::Connected if !first_connect => {
                         tracing::info!("reconnected to the master's NATS");
                         publish_presence(sh, &client).await;
+                        // The master may have restarted without our grains.
+                        push_grains_soon(sh, &client);
                     }
                     async_nats::Event::Connected => first_connect = false,
                     async_nats::Event::Disconnected => tracing::warn!("disconnected from the master's NATS; reconnecting"),
@@ -440,8 +562,10 @@ async fn handle_job(sh: &Arc<Shared>, js: &jetstream::Context, msg: async_nats::
     if subject != sh.cfg.subjects.job(&sh.cfg.id, job.jid) || job.stamp.id != job.jid.to_string() {
         return refuse(sh, &subject, "its subject does not match its JID");
     }
+    let grains = sh.grains();
+    let facts = Facts { id: sh.cfg.id.as_str(), grains: Some(&grains), pillar: None };
     match TargetMatcher::compile(&job.target) {
-        Ok(m) if m.matches(sh.cfg.id.as_str()) => {}
+        Ok(m) if m.matches(&facts) => {}
         Ok(_) => return refuse(sh, &subject, &format!("target {} does not match this minion", job.target)),
         Err(e) => return refuse(sh, &subject, &format!("bad target: {e}")),
     }
@@ -465,12 +589,23 @@ pub fn error_text(fun: &str, err: &CallError) -> String {
 }
 
 async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
-    let permit = sh.workers.clone().acquire_owned().await;
     let cancel = CancelFlag::default();
-    sh.running.lock().unwrap_or_else(|e| e.into_inner()).insert(job.jid, cancel.clone());
+    // Registered before waiting for a worker, so a queued job can be found and killed.
+    sh.running.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        job.jid,
+        RunningJob {
+            cancel: cancel.clone(),
+            fun: job.fun.clone(),
+            arg: job.arg.clone(),
+            tgt: job.target.to_string(),
+            user: job.user.clone(),
+            started_at: brine_proto::time::now_ms(),
+        },
+    );
+    let permit = sh.workers.clone().acquire_owned().await;
     let started_at = brine_proto::time::now_ms();
     let t0 = Instant::now();
-    let ctx = Context { grains: sh.grains.clone(), cancel };
+    let ctx = Context { grains: sh.grains(), cancel, host: Some(Arc::new(MinionHost(sh.clone()))) };
     let (fun, arg, kwarg) = (job.fun.clone(), job.arg, job.kwarg);
     tracing::info!(jid = %job.jid, fun = %fun, user = %job.user, "running job");
     let result = tokio::task::spawn_blocking(move || brine_states::exec::call(&fun, &ctx, arg, kwarg)).await;

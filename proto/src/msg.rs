@@ -364,3 +364,50 @@ pub struct JobReport {
     pub counts: JobCounts,
     pub returns: Vec<Return>,
 }
+
+/// A minion's request to the master on `P.rpc.<minion>.<op>`, signed by the minion.
+/// The answer ([`RpcReply`]) comes back to the minion's private inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rpc {
+    pub stamp: Stamp,
+    /// The asking minion; must match the subject.
+    pub id: MinionId,
+    pub call: RpcCall,
+}
+message!(Rpc, Kind::Rpc);
+
+/// What a minion asks of the master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcCall {
+    /// Here are my grains (sent on connect and after a refresh); the master caches
+    /// them for targeting and inventory.
+    PutGrains { grains: Map },
+}
+
+impl RpcCall {
+    /// The subject suffix (`P.rpc.<minion>.<op>`).
+    pub fn op(&self) -> &'static str {
+        match self {
+            RpcCall::PutGrains { .. } => "grains",
+        }
+    }
+}
+
+/// The master's answer to an [`Rpc`], signed by the master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcReply {
+    pub stamp: Stamp,
+    /// The stamp id of the request this answers.
+    pub request: String,
+    pub result: RpcResult,
+}
+message!(RpcReply, Kind::RpcReply);
+
+/// The outcome of an [`Rpc`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcResult {
+    Ok,
+    Error(String),
+}

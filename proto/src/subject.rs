@@ -136,6 +136,25 @@ impl Subjects {
         format!("{}.rpc.{}.>", self.prefix, minion.token())
     }
 
+    pub fn rpc(&self, minion: &MinionId, op: &str) -> String {
+        format!("{}.rpc.{}.{op}", self.prefix, minion.token())
+    }
+
+    /// Every RPC subject (what the master serves).
+    pub fn all_rpc(&self) -> String {
+        format!("{}.rpc.>", self.prefix)
+    }
+
+    /// Splits an RPC subject into the minion and the operation.
+    pub fn parse_rpc<'a>(&self, subject: &'a str) -> Option<(MinionId, &'a str)> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".rpc.")?;
+        let (minion, op) = rest.split_once('.')?;
+        if op.is_empty() || op.contains('.') {
+            return None;
+        }
+        Some((MinionId::from_token(minion).ok()?, op))
+    }
+
     pub fn ctl(&self, op: &str) -> String {
         format!("{}.ctl.{op}", self.prefix)
     }
@@ -174,6 +193,8 @@ mod tests {
         assert_eq!(s.jobs_of(&id), "brine.job.web1~example~com.>");
         let ret = s.ret(&id, jid);
         assert_eq!(s.parse_ret(&ret), Some((id.clone(), "20231114221320000000")));
+        assert_eq!(s.parse_rpc(&s.rpc(&id, "grains")), Some((id.clone(), "grains")));
+        assert_eq!(s.parse_rpc("brine.rpc.x.a.b"), None);
         assert_eq!(s.parse_presence(&s.presence(&id)), Some(id));
     }
 

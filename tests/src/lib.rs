@@ -212,6 +212,13 @@ impl TestMaster {
         let out = self.cli(&["key", "accept", "-y", minion.id.as_str()]).await;
         assert_eq!(out.code, 0, "{out:?}");
         assert!(minion.minion().wait_connected(Duration::from_secs(20)).await, "minion {} did not connect", minion.id);
+        let id = brine_proto::MinionId::new(minion.id.clone()).expect("id");
+        let shared = self.master().shared().clone();
+        assert!(
+            eventually(Duration::from_secs(20), || shared.grains.get(&id).is_some()).await,
+            "the master never got {}'s grains",
+            minion.id
+        );
     }
 
     /// Waits until `id` shows up with `status` in the key list.

@@ -150,7 +150,7 @@ pub async fn run(op: &Operator, cmd: KeyCommand, io: &mut Io<'_>) -> u8 {
                 Err(e) => return fail(io, e),
             };
             let keep = |v: &Vec<KeyEntry>| -> Vec<KeyEntry> {
-                v.iter().filter(|e| ms.is_empty() || ms.iter().any(|m| m.matches(e.id.as_str()))).cloned().collect()
+                v.iter().filter(|e| ms.is_empty() || ms.iter().any(|m| m.matches_id(e.id.as_str()))).cloned().collect()
             };
             let filtered = KeyListing {
                 accepted: keep(&l.accepted),
@@ -184,7 +184,7 @@ async fn change(op: &Operator, io: &mut Io<'_>, act: &str, a: ChangeArgs) -> u8 
         Err(e) => return fail(io, e),
     };
     let selected = |entries: &Vec<KeyEntry>| -> Vec<KeyEntry> {
-        entries.iter().filter(|e| a.all || ms.iter().any(|m| m.matches(e.id.as_str()))).cloned().collect()
+        entries.iter().filter(|e| a.all || ms.iter().any(|m| m.matches_id(e.id.as_str()))).cloned().collect()
     };
     let mut eligible = KeyListing { master: l.master, ..KeyListing::default() };
     let mut kinds = Vec::new();

@@ -9,20 +9,79 @@ use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// How to read the target expression (at most one; glob on the id by default).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(multiple = false)]
+pub struct TargetKind {
+    /// The target is a comma-separated list of minion ids.
+    #[arg(short = 'L', long = "list")]
+    pub list: bool,
+    /// The target is a regular expression on the minion id.
+    #[arg(short = 'E', long = "pcre")]
+    pub pcre: bool,
+    /// The target is a grain glob, `path:pattern` (e.g. `os:Debian`).
+    #[arg(short = 'G', long = "grain")]
+    pub grain: bool,
+    /// The target is a grain regular expression, `path:regex`.
+    #[arg(short = 'P', long = "grain-pcre")]
+    pub grain_pcre: bool,
+    /// The target is a pillar glob, `path:pattern`.
+    #[arg(short = 'I', long = "pillar")]
+    pub pillar: bool,
+    /// The target is a pillar regular expression, `path:regex`.
+    #[arg(short = 'J', long = "pillar-pcre")]
+    pub pillar_pcre: bool,
+    /// The target is an address or CIDR network of the minions' IPs.
+    #[arg(short = 'S', long = "ipcidr")]
+    pub cidr: bool,
+    /// The target is a nodegroup from the master's config.
+    #[arg(short = 'N', long = "nodegroup")]
+    pub nodegroup: bool,
+    /// The target is a compound expression: `G@os:Debian and web* or L@a,b and not E@db\d+`.
+    #[arg(short = 'C', long = "compound")]
+    pub compound: bool,
+}
+
+impl TargetKind {
+    /// The target `expr` read as this kind.
+    pub fn target(&self, expr: &str) -> Target {
+        let e = expr.to_string();
+        if self.list {
+            Target::list_from_str(expr)
+        } else if self.pcre {
+            Target::Pcre(e)
+        } else if self.grain {
+            Target::Grain(e)
+        } else if self.grain_pcre {
+            Target::GrainPcre(e)
+        } else if self.pillar {
+            Target::Pillar(e)
+        } else if self.pillar_pcre {
+            Target::PillarPcre(e)
+        } else if self.cidr {
+            Target::Cidr(e)
+        } else if self.nodegroup {
+            Target::Nodegroup(e)
+        } else if self.compound {
+            Target::Compound(e)
+        } else {
+            Target::Glob(e)
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Which minions: a glob on the minion id (`web*`), or a comma-separated list with -L.
+    /// Which minions: a glob on the minion id (`web*`) unless a target type is given.
     pub target: String,
     /// The function to run, `module.function` (see `sys.list_functions`).
     pub fun: String,
     /// Arguments: positional words, then `key=value` keywords; each is read as YAML
     /// (`1` is a number, `yes` is true, `[a, b]` a list). Put `--` before arguments
     /// that start with `-`.
-    #[arg(allow_hyphen_values = false)]
     pub args: Vec<String>,
-    /// The target is a comma-separated list of minion ids.
-    #[arg(short = 'L', long = "list")]
-    pub list: bool,
+    #[command(flatten)]
+    pub kind: TargetKind,
     /// Seconds to wait for returns.
     #[arg(short, long, default_value_t = 5.0, value_name = "SECONDS")]
     pub timeout: f64,
@@ -67,7 +126,7 @@ fn print_one(io: &mut Io<'_>, format: OutFormat, id: &str, ret: &Value, failed: 
 }
 
 pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
-    let target = if args.list { Target::list_from_str(&args.target) } else { Target::Glob(args.target.clone()) };
+    let target = args.kind.target(&args.target);
     if !(args.timeout.is_finite() && args.timeout >= 0.0) {
         return fail(io, format!("--timeout {} is not a number of seconds", args.timeout));
     }

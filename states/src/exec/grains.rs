@@ -69,6 +69,19 @@ impl Function for Get {
     }
 }
 
+pub struct Refresh;
+impl Function for Refresh {
+    const NAME: &'static str = "grains.refresh";
+    const DOC: &'static str = "Collects the grains again and sends them to the master; returns the new \
+        grains (like saltutil.refresh_grains, which returns True).\n\nCLI example: brine run '*' grains.refresh";
+    const PARAMS: &'static [Param] = &[];
+    type Args = NoArgs;
+    fn call(&self, ctx: &Context, _: NoArgs) -> Result<Output, CallError> {
+        let host = ctx.host.as_ref().ok_or_else(|| CallError::failed("grains.refresh needs a running brine-minion"))?;
+        Ok(Output::ok(Value::Object(host.refresh_grains().map_err(CallError::Failed)?)))
+    }
+}
+
 pub struct Ls;
 impl Function for Ls {
     const NAME: &'static str = "grains.ls";
@@ -84,4 +97,4 @@ impl Function for Ls {
 
 /// The `grains` execution module.
 pub static MODULE: super::Module =
-    super::Module { name: "grains", doc: "Read this host's grains.", functions: &[&Get, &Item, &Items, &Ls] };
+    super::Module { name: "grains", doc: "Read this host's grains.", functions: &[&Get, &Item, &Items, &Ls, &Refresh] };

@@ -8,6 +8,7 @@
 
 mod cmd;
 mod grains;
+mod saltutil;
 mod sys;
 mod test;
 
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Every execution module, alphabetical by name.
-pub static MODULES: &[&Module] = &[&cmd::MODULE, &grains::MODULE, &sys::MODULE, &test::MODULE];
+pub static MODULES: &[&Module] = &[&cmd::MODULE, &grains::MODULE, &saltutil::MODULE, &sys::MODULE, &test::MODULE];
 
 /// An execution module: a name and its functions, alphabetical.
 pub struct Module {
@@ -52,6 +53,19 @@ pub struct Context {
     pub grains: Arc<Map>,
     /// Set when the job is killed; long-running functions poll it and stop.
     pub cancel: CancelFlag,
+    /// The running minion, for functions that manage the minion itself (`saltutil.*`);
+    /// `None` under `brine-call`.
+    pub host: Option<Arc<dyn Host>>,
+}
+
+/// What a running minion offers to the functions that manage it.
+pub trait Host: Send + Sync + std::fmt::Debug {
+    /// The jobs running (or waiting for a worker) now, in `saltutil.running`'s shape.
+    fn running(&self) -> Vec<Value>;
+    /// Stops a running job; whether it was running.
+    fn kill(&self, jid: &str) -> bool;
+    /// Collects the grains again, shares them with the master and returns them.
+    fn refresh_grains(&self) -> Result<Map, String>;
 }
 
 /// A flag a running job polls to learn it was killed.

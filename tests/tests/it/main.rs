@@ -6,3 +6,4 @@ mod faults;
 mod jobs;
 mod keys;
 mod security;
+mod targeting;
