@@ -8,6 +8,8 @@
 
 mod cmd;
 mod grains;
+mod host;
+mod pkg;
 mod saltutil;
 mod sys;
 mod test;
@@ -18,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Every execution module, alphabetical by name.
-pub static MODULES: &[&Module] = &[&cmd::MODULE, &grains::MODULE, &saltutil::MODULE, &sys::MODULE, &test::MODULE];
+pub static MODULES: &[&Module] =
+    &[&cmd::MODULE, &grains::MODULE, &pkg::MODULE, &saltutil::MODULE, &sys::MODULE, &test::MODULE];
 
 /// An execution module: a name and its functions, alphabetical.
 pub struct Module {
