@@ -11,6 +11,7 @@ mod grains;
 mod host;
 mod pkg;
 mod saltutil;
+mod service;
 mod sys;
 mod test;
 
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 /// Every execution module, alphabetical by name.
 pub static MODULES: &[&Module] =
-    &[&cmd::MODULE, &grains::MODULE, &pkg::MODULE, &saltutil::MODULE, &sys::MODULE, &test::MODULE];
+    &[&cmd::MODULE, &grains::MODULE, &pkg::MODULE, &saltutil::MODULE, &service::MODULE, &sys::MODULE, &test::MODULE];
 
 /// An execution module: a name and its functions, alphabetical.
 pub struct Module {
