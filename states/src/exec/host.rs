@@ -335,6 +335,42 @@ pub fn word_text(v: &Value) -> String {
     }
 }
 
+/// A list given either as a list or as one comma-separated word (`groups=wheel,adm`),
+/// as Salt accepts both.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WordList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for WordList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<WordList, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Array(_) | Value::Object(_) | Value::Null => {
+                        Err(de::Error::custom(format!("expected a list of words, found {v}")))
+                    }
+                    v => Ok(word_text(v)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(WordList),
+            Value::Null => Ok(WordList(Vec::new())),
+            Value::Object(_) => Err(de::Error::custom("expected a list or a comma-separated word, got a map")),
+            v => Ok(WordList(
+                word_text(&v).split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+            )),
+        }
+    }
+}
+
+/// A name no account or group on this host has, for tests that create one for real:
+/// `brine-test-<kind><pid>-<nanos>`.
+#[cfg(test)]
+pub fn tests_unique_name(kind: &str) -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("brine-test-{kind}{}-{}", std::process::id(), nanos % 100_000)
+}
+
 /// A fake host for fixture tests: the commands a call must run, in order, each with
 /// the output it gets back.
 #[cfg(test)]
@@ -438,12 +474,16 @@ mod tests {
     }
 
     #[test]
-    fn words_accept_what_the_cli_types() {
+    fn words_and_word_lists_accept_what_the_cli_types() {
         let w: Word = serde_json::from_value(json!(1.1)).unwrap();
         assert_eq!(w.as_str(), "1.1");
         let w: Word = serde_json::from_value(json!(1001)).unwrap();
         assert_eq!(w.as_str(), "1001");
         assert!(serde_json::from_value::<Word>(json!([1])).is_err());
+        let l: WordList = serde_json::from_value(json!("wheel, adm")).unwrap();
+        assert_eq!(l.0, ["wheel", "adm"]);
+        let l: WordList = serde_json::from_value(json!(["wheel", 10])).unwrap();
+        assert_eq!(l.0, ["wheel", "10"]);
     }
 
     #[test]

@@ -7,13 +7,16 @@
 //! A test checks order, uniqueness and documentation.
 
 mod cmd;
+mod file;
 mod grains;
+mod group;
 mod host;
 mod pkg;
 mod saltutil;
 mod service;
 mod sys;
 mod test;
+mod user;
 
 use brine_proto::{Map, Value};
 use serde::de::DeserializeOwned;
@@ -21,8 +24,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Every execution module, alphabetical by name.
-pub static MODULES: &[&Module] =
-    &[&cmd::MODULE, &grains::MODULE, &pkg::MODULE, &saltutil::MODULE, &service::MODULE, &sys::MODULE, &test::MODULE];
+pub static MODULES: &[&Module] = &[
+    &cmd::MODULE,
+    &file::MODULE,
+    &grains::MODULE,
+    &group::MODULE,
+    &pkg::MODULE,
+    &saltutil::MODULE,
+    &service::MODULE,
+    &sys::MODULE,
+    &test::MODULE,
+    &user::MODULE,
+];
 
 /// An execution module: a name and its functions, alphabetical.
 pub struct Module {
