@@ -7,13 +7,16 @@
 //! A test checks order, uniqueness and documentation.
 
 mod cmd;
+mod disk;
 mod file;
 mod grains;
 mod group;
 mod host;
+mod network;
 mod pkg;
 mod saltutil;
 mod service;
+mod status;
 mod sys;
 mod test;
 mod user;
@@ -26,12 +29,15 @@ use std::sync::Arc;
 /// Every execution module, alphabetical by name.
 pub static MODULES: &[&Module] = &[
     &cmd::MODULE,
+    &disk::MODULE,
     &file::MODULE,
     &grains::MODULE,
     &group::MODULE,
+    &network::MODULE,
     &pkg::MODULE,
     &saltutil::MODULE,
     &service::MODULE,
+    &status::MODULE,
     &sys::MODULE,
     &test::MODULE,
     &user::MODULE,

@@ -53,11 +53,8 @@ fn parse_passwd(text: &str) -> Vec<UserEntry> {
 
 /// The groups `user` belongs to, its primary group included, sorted.
 fn group_names(user: &UserEntry, all: &[GroupEntry]) -> Vec<String> {
-    let mut names: Vec<String> = all
-        .iter()
-        .filter(|g| g.gid == user.gid || g.members.contains(&user.name))
-        .map(|g| g.name.clone())
-        .collect();
+    let mut names: Vec<String> =
+        all.iter().filter(|g| g.gid == user.gid || g.members.contains(&user.name)).map(|g| g.name.clone()).collect();
     names.sort();
     names.dedup();
     names
