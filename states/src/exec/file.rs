@@ -25,6 +25,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 // ---------------------------------------------------------------------------------
 // Paths, owners, modes and errors shared by the functions.
@@ -428,8 +429,8 @@ fn copy_tree(ctx: &Context, src: &Path, dst: &Path) -> Result<(), CallError> {
     Ok(())
 }
 
-pub struct Copy;
-impl Function for Copy {
+pub struct CopyFile;
+impl Function for CopyFile {
     const NAME: &'static str = "file.copy";
     const DOC: &'static str = "Copies a file or directory to a new path, keeping permission bits. Returns \
         True.\n\n\
@@ -457,12 +458,15 @@ impl Function for Copy {
                 which.display()
             )));
         }
+        // A directory given through a symlink is copied as the directory it leads to.
+        let src =
+            if src_meta.is_dir() { fs::canonicalize(&src).map_err(|e| io_failed("copy", &src, &e))? } else { src };
         if src_meta.is_dir() {
             // Copying a tree into itself would never end.
-            let inside = match (fs::canonicalize(&src), dst.parent().and_then(|p| fs::canonicalize(p).ok())) {
-                (Ok(s), Some(parent)) => parent.join(dst.file_name().unwrap_or_default()).starts_with(s),
-                _ => false,
-            };
+            let inside = dst
+                .parent()
+                .and_then(|p| fs::canonicalize(p).ok())
+                .is_some_and(|parent| parent.join(dst.file_name().unwrap_or_default()).starts_with(&src));
             if inside {
                 return Err(CallError::failed(format!(
                     "Cannot copy {} into itself ({})",
@@ -1230,6 +1234,14 @@ fn read_for_edit(path: &Path, ignore_if_missing: bool) -> Result<Option<(PathBuf
     Ok(Some((real, text)))
 }
 
+/// A free name beside `path` for a file that is then renamed over it.
+fn sibling_tmp(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.brine-{}-{n}", std::process::id()))
+}
+
 /// Writes new contents over `path`: in place (same inode, so hard links see the
 /// change), or through a new file renamed over it.
 fn write_back(path: &Path, contents: &str, preserve_inode: bool) -> Result<(), CallError> {
@@ -1239,8 +1251,7 @@ fn write_back(path: &Path, contents: &str, preserve_inode: bool) -> Result<(), C
         return f.write_all(contents.as_bytes()).map_err(fail);
     }
     let meta = fs::metadata(path).map_err(fail)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.brine-{}", std::process::id()));
+    let tmp = sibling_tmp(path);
     let written = (|| {
         let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(contents.as_bytes())?;
@@ -1578,9 +1589,7 @@ impl Function for Symlink {
             Ok(_) => {}
         }
         // Replace: make the new link beside the old path, then rename it over.
-        let name = link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = link.with_file_name(format!(".{name}.brine-{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
+        let tmp = sibling_tmp(&link);
         create(&tmp)?;
         if let Err(e) = fs::rename(&tmp, &link) {
             let _ = fs::remove_file(&tmp);
@@ -1654,7 +1663,7 @@ pub static MODULE: super::Module = super::Module {
         &CheckHash,
         &Chmod,
         &Chown,
-        &Copy,
+        &CopyFile,
         &DirectoryExists,
         &FileExists,
         &Find,
@@ -1876,5 +1885,651 @@ mod diff {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::exec::{call, Context};
+    use brine_proto::args::parse_cli_args;
+    use brine_proto::Value;
+    use serde_json::json;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    /// Calls `fun` with command-line words, typed and bound as `brine run` does.
+    fn run(fun: &str, words: &[&str]) -> Result<Value, String> {
+        let (args, kwargs) = parse_cli_args(words);
+        call(fun, &Context::default(), args, kwargs).map(|out| out.ret).map_err(|e| e.to_string())
+    }
+
+    fn ok(fun: &str, words: &[&str]) -> Value {
+        run(fun, words).unwrap_or_else(|e| panic!("{fun} {words:?} failed: {e}"))
+    }
+
+    fn err(fun: &str, words: &[&str]) -> String {
+        match run(fun, words) {
+            Ok(v) => panic!("{fun} {words:?} should fail, returned {v}"),
+            Err(e) => e,
+        }
+    }
+
+    fn s(p: &Path) -> String {
+        p.to_str().expect("temp paths are UTF-8").to_string()
+    }
+
+    fn is_root() -> bool {
+        nix::unistd::Uid::effective().is_root()
+    }
+
+    #[test]
+    fn exists_functions_follow_symlinks_and_do_not_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "x").unwrap();
+        std::os::unix::fs::symlink(&file, dir.path().join("link")).unwrap();
+        let (d, f, l, nope) = (s(dir.path()), s(&file), s(&dir.path().join("link")), s(&dir.path().join("nope")));
+        assert_eq!(ok("file.file_exists", &[&f]), json!(true));
+        assert_eq!(ok("file.file_exists", &[&l]), json!(true));
+        assert_eq!(ok("file.file_exists", &[&d]), json!(false));
+        assert_eq!(ok("file.file_exists", &[&nope]), json!(false));
+        assert_eq!(ok("file.directory_exists", &[&d]), json!(true));
+        assert_eq!(ok("file.directory_exists", &[&f]), json!(false));
+        assert_eq!(err("file.file_exists", &["relative/path"]), "File path must be absolute: relative/path");
+    }
+
+    #[test]
+    fn write_replaces_and_append_adds_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = s(&dir.path().join("motd"));
+        assert_eq!(ok("file.write", &[&p, "line1", "line2"]), json!(format!("Wrote 2 lines to \"{p}\"")));
+        assert_eq!(fs::read_to_string(&p).unwrap(), "line1\nline2\n");
+        // Typed words are written as Salt's str() prints them.
+        ok("file.write", &[&p, "5", "true", "hello world"]);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "5\nTrue\nhello world\n");
+        ok("file.write", &[&p]);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "");
+
+        fs::write(&p, "no newline").unwrap();
+        assert_eq!(ok("file.append", &[&p, "a", "b"]), json!(format!("Wrote 2 lines to \"{p}\"")));
+        assert_eq!(fs::read_to_string(&p).unwrap(), "no newline\na\nb\n");
+        ok("file.append", &[&p, "c"]);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "no newline\na\nb\nc\n");
+
+        let missing = s(&dir.path().join("missing"));
+        assert_eq!(
+            err("file.append", &[&missing, "x"]),
+            format!("Cannot append to {missing}: No such file or directory")
+        );
+        assert!(!Path::new(&missing).exists(), "append must not create the file");
+        let nodir = s(&dir.path().join("nodir/file"));
+        assert_eq!(err("file.write", &[&nodir, "x"]), format!("Cannot write {nodir}: No such file or directory"));
+    }
+
+    #[test]
+    fn read_returns_text_or_python_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, "hello\nworld\n").unwrap();
+        assert_eq!(ok("file.read", &[&s(&p)]), json!("hello\nworld\n"));
+        assert_eq!(ok("file.read", &[&s(&p), "binary=True"]), json!("b'hello\\nworld\\n'"));
+        fs::write(&p, b"it's\xff\0").unwrap();
+        assert_eq!(ok("file.read", &[&s(&p), "binary=True"]), json!("b\"it's\\xff\\x00\""));
+        assert!(err("file.read", &[&s(&p)]).contains("not UTF-8 text"));
+        let d = s(dir.path());
+        assert_eq!(err("file.read", &[&d]), format!("Cannot read {d}: Is a directory"));
+        let nope = s(&dir.path().join("nope"));
+        assert_eq!(err("file.read", &[&nope]), format!("Cannot read {nope}: No such file or directory"));
+    }
+
+    #[test]
+    fn touch_creates_and_sets_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        assert_eq!(ok("file.touch", &[&s(&p)]), json!(true));
+        assert_eq!(fs::read(&p).unwrap(), b"");
+        ok("file.touch", &[&s(&p), "atime=1000", "mtime=2000"]);
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!((m.atime(), m.mtime()), (1000, 2000));
+        // The time not given becomes now.
+        ok("file.touch", &[&s(&p), "mtime=3000"]);
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!(m.mtime(), 3000);
+        assert!(m.atime() > 1_600_000_000);
+        fs::write(&p, "kept").unwrap();
+        ok("file.touch", &[&s(&p)]);
+        assert_eq!(fs::read_to_string(&p).unwrap(), "kept", "touch must not truncate");
+        assert_eq!(err("file.touch", &[&s(&p), "atime=soon"]), "atime and mtime must be integers");
+        let nodir = s(&dir.path().join("nodir/t"));
+        assert_eq!(err("file.touch", &[&nodir]), format!("Cannot create {nodir}: No such file or directory"));
+    }
+
+    #[test]
+    fn remove_deletes_files_trees_and_links_but_not_link_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(tree.join("a/b")).unwrap();
+        fs::write(tree.join("a/b/f"), "x").unwrap();
+        let target = dir.path().join("target");
+        fs::create_dir(&target).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(ok("file.remove", &[&s(&tree)]), json!(true));
+        assert!(!tree.exists());
+        assert_eq!(ok("file.remove", &[&s(&link)]), json!(true));
+        assert!(fs::symlink_metadata(&link).is_err() && target.is_dir());
+        assert_eq!(ok("file.remove", &[&s(&tree)]), json!(false));
+        assert_eq!(err("file.remove", &["tmp/x"]), "File path must be absolute: tmp/x");
+    }
+
+    #[test]
+    fn mkdir_creates_parents_with_owner_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        assert_eq!(ok("file.mkdir", &[&s(&deep), "mode=750"]), json!(true));
+        for d in [dir.path().join("a"), dir.path().join("a/b"), deep.clone()] {
+            assert_eq!(fs::metadata(&d).unwrap().mode() & 0o7777, 0o750, "{}", d.display());
+        }
+        // An existing directory is fine and left alone.
+        assert_eq!(ok("file.mkdir", &[&s(&deep), "mode=700"]), json!(true));
+        assert_eq!(fs::metadata(&deep).unwrap().mode() & 0o7777, 0o750);
+
+        let bad = dir.path().join("bad");
+        assert_eq!(err("file.mkdir", &[&s(&bad), "no-such-user-here"]), "User no-such-user-here does not exist");
+        assert!(!bad.exists(), "nothing is created when an argument is wrong");
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        assert_eq!(err("file.mkdir", &[&s(&file)]), format!("Cannot create directory {}: File exists", s(&file)));
+
+        if is_root() {
+            let owned = dir.path().join("owned/sub");
+            ok("file.mkdir", &[&s(&owned), "4242", "4343", "700"]);
+            for d in [dir.path().join("owned"), owned] {
+                let m = fs::metadata(&d).unwrap();
+                assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (4242, 4343, 0o700));
+            }
+        }
+    }
+
+    #[test]
+    fn copy_files_and_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("f1"), "1").unwrap();
+        fs::set_permissions(src.join("f1"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(src.join("sub/f2"), "2").unwrap();
+        std::os::unix::fs::symlink("f1", src.join("link")).unwrap();
+
+        let c = dir.path().join("c");
+        assert_eq!(ok("file.copy", &[&s(&src.join("f1")), &s(&c)]), json!(true));
+        assert_eq!(fs::read_to_string(&c).unwrap(), "1");
+        assert_eq!(fs::metadata(&c).unwrap().mode() & 0o777, 0o600);
+
+        let dst = dir.path().join("dst");
+        let e = err("file.copy", &[&s(&src), &s(&dst)]);
+        assert!(e.contains("without recurse flag set to true") && e.contains(&s(&src)), "{e}");
+        assert_eq!(ok("file.copy", &[&s(&src), &s(&dst), "recurse=True"]), json!(true));
+        assert_eq!(fs::read_to_string(dst.join("sub/f2")).unwrap(), "2");
+        assert_eq!(fs::read_link(dst.join("link")).unwrap(), Path::new("f1"));
+        // Copying again merges; remove_existing makes dst exactly src.
+        fs::write(dst.join("extra"), "x").unwrap();
+        ok("file.copy", &[&s(&src), &s(&dst), "recurse=True"]);
+        assert!(dst.join("extra").exists());
+        ok("file.copy", &[&s(&src), &s(&dst), "recurse=True", "remove_existing=True"]);
+        assert!(!dst.join("extra").exists() && dst.join("f1").exists());
+
+        // A directory reached through a symlink is copied as a directory.
+        let via = dir.path().join("via");
+        std::os::unix::fs::symlink(&src, &via).unwrap();
+        let dst2 = dir.path().join("dst2");
+        ok("file.copy", &[&s(&via), &s(&dst2), "recurse=True"]);
+        assert!(fs::symlink_metadata(&dst2).unwrap().is_dir());
+        assert_eq!(fs::read_to_string(dst2.join("f1")).unwrap(), "1");
+
+        let e = err("file.copy", &[&s(&src.join("f1")), &s(&dst)]);
+        assert!(e.contains("without recurse flag") && e.contains(&s(&dst)), "{e}");
+        let e = err("file.copy", &[&s(&src), &s(&src.join("sub/inner")), "recurse=True"]);
+        assert!(e.contains("into itself"), "{e}");
+        let nope = s(&dir.path().join("nope"));
+        assert_eq!(err("file.copy", &[&nope, &s(&c)]), format!("No such file or directory '{nope}'"));
+    }
+
+    #[test]
+    fn rename_moves_and_names_both_paths_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::write(&a, "x").unwrap();
+        assert_eq!(ok("file.rename", &[&s(&a), &s(&b)]), json!(true));
+        assert_eq!(fs::read_to_string(&b).unwrap(), "x");
+        assert!(!a.exists());
+        assert_eq!(
+            err("file.rename", &[&s(&a), &s(&b)]),
+            format!("Could not rename '{}' to '{}': No such file or directory", s(&a), s(&b))
+        );
+    }
+
+    #[test]
+    fn stats_has_salts_keys_in_salts_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        fs::write(&p, "hello\nworld\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("a.txt", &link).unwrap();
+        let meta = fs::metadata(&p).unwrap();
+
+        let st = ok("file.stats", &[&s(&link), "hash_type=md5"]);
+        let keys: Vec<&str> = st.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "inode", "uid", "gid", "group", "user", "atime", "mtime", "ctime", "size", "mode", "sum", "type",
+                "target"
+            ]
+        );
+        assert_eq!(st["inode"], json!(meta.ino()));
+        assert_eq!(st["size"], json!(12));
+        assert_eq!(st["mode"], json!("0640"));
+        assert_eq!(st["sum"], json!("0f723ae7f9bf07744445e93ac5595156"));
+        assert_eq!(st["type"], json!("file"));
+        assert_eq!(st["target"], json!(s(&fs::canonicalize(&p).unwrap())));
+        assert_eq!(st["mtime"].as_f64().unwrap().floor() as i64, meta.mtime());
+        assert_eq!(st["uid"], json!(meta.uid()));
+
+        let own = ok("file.stats", &[&s(&link), "follow_symlinks=False"]);
+        assert_eq!((own["type"].clone(), own["mode"].clone()), (json!("link"), json!("0777")));
+        assert_eq!(own["target"], json!(s(&link)));
+        assert!(own.get("sum").is_none());
+        assert_eq!(ok("file.stat", &[&s(dir.path())])["type"], json!("dir"));
+        let nope = s(&dir.path().join("nope"));
+        assert_eq!(err("file.stats", &[&nope]), format!("Path not found: {nope}"));
+    }
+
+    #[test]
+    fn mode_and_owner_getters() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, "").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o4755)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert_eq!(ok("file.get_mode", &[&s(&link)]), json!("4755"));
+        assert_eq!(ok("file.get_mode", &[&s(&link), "follow_symlinks=False"]), json!("0777"));
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!(ok("file.get_uid", &[&s(&p)]), json!(m.uid()));
+        assert_eq!(ok("file.get_gid", &[&s(&p)]), json!(m.gid()));
+        let nope = s(&dir.path().join("nope"));
+        for fun in ["file.get_mode", "file.get_user", "file.get_group", "file.get_uid", "file.get_gid"] {
+            assert_eq!(err(fun, &[&nope]), format!("Path not found: {nope}"), "{fun}");
+        }
+        if is_root() {
+            std::os::unix::fs::chown(&p, Some(0), Some(0)).unwrap();
+            assert_eq!(ok("file.get_user", &[&s(&p)]), json!("root"));
+            assert_eq!(ok("file.get_group", &[&s(&p)]), json!("root"));
+            // An id nobody has comes back as the number.
+            std::os::unix::fs::chown(&p, Some(54321), Some(54322)).unwrap();
+            assert_eq!(ok("file.get_user", &[&s(&p)]), json!(54321));
+            assert_eq!(ok("file.get_group", &[&s(&p)]), json!(54322));
+        }
+    }
+
+    #[test]
+    fn hashes_match_salts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.txt");
+        fs::write(&p, "hello\nworld\n").unwrap();
+        let p = s(&p);
+        let expected = [
+            ("md5", "0f723ae7f9bf07744445e93ac5595156"),
+            ("sha1", "58853e8a5e8272b1012f9a52a80758b27bd0d3cb"),
+            ("sha224", "7822a099e18232ae3ad0a76a5ef5c5810f8e0a392fd8272e664380e4"),
+            ("sha256", "4a1e67f2fe1d1cc7b31d0ca2ec441da4778203a036a77da10344c85e24ff0f92"),
+            (
+                "sha384",
+                "96ac6e7831767ba8072ce8e0da5301b725e4660926dd127b454d33524cf6818d164ada5a10d4a9bb3b83c6ec56f5460e",
+            ),
+            (
+                "sha512",
+                "595beeb13e543b7107c182bb23ac7766bd62ab3122e250e90573eb540f89520122150e5f69bb99140bc47ab526c9b7b2a3b2402b09b44b7391501a149876765c",
+            ),
+        ];
+        for (form, digest) in expected {
+            assert_eq!(ok("file.get_hash", &[&p, form]), json!(digest), "{form}");
+            assert_eq!(ok("file.get_hash", &[&p, &format!("form={form}"), "chunk_size=3"]), json!(digest), "{form}");
+            assert_eq!(ok("file.check_hash", &[&p, digest]), json!(true), "{form}");
+            assert_eq!(ok("file.check_hash", &[&p, &format!("{form}:{digest}")]), json!(true), "{form}");
+        }
+        assert_eq!(ok("file.get_hash", &[&p]), json!(expected[3].1), "sha256 by default");
+        assert_eq!(ok("file.check_hash", &[&p, "0f723ae7f9bf07744445e93ac5595157"]), json!(false));
+        assert_eq!(ok("file.check_hash", &[&p, "md5:0F723AE7F9BF07744445E93AC5595156"]), json!(true));
+        assert_eq!(ok("file.check_hash", &[&p, "file_hash=md5=0f723ae7f9bf07744445e93ac5595156"]), json!(true));
+        assert_eq!(err("file.get_hash", &[&p, "bogus"]), "Invalid hash type: bogus");
+        assert_eq!(
+            err("file.check_hash", &[&p, "abc"]),
+            "Hash abc (length: 3) could not be matched to a supported hash type. The supported hash types and \
+             lengths are: md5 (32), sha1 (40), sha224 (56), sha256 (64), sha384 (96), sha512 (128)."
+        );
+        let d = s(dir.path());
+        assert_eq!(err("file.get_hash", &[&d]), format!("Cannot read {d}: Is a directory"));
+    }
+
+    #[test]
+    fn set_mode_reads_octal_digits_and_returns_the_new_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, "").unwrap();
+        let mode = || fs::metadata(&p).unwrap().mode() & 0o7777;
+        assert_eq!(ok("file.set_mode", &[&s(&p), "640"]), json!("0640"));
+        assert_eq!(mode(), 0o640);
+        assert_eq!(ok("file.set_mode", &[&s(&p), "\"0750\""]), json!("0750"));
+        assert_eq!(mode(), 0o750);
+        assert_eq!(ok("file.chmod", &[&s(&p), "4755"]), json!("4755"));
+        assert_eq!(mode(), 0o4755);
+        assert_eq!(ok("file.chmod", &[&s(&p), "mode=0"]), json!("0000"));
+        assert_eq!(err("file.set_mode", &[&s(&p), "999"]), "Invalid Mode 999");
+        assert_eq!(err("file.set_mode", &[&s(&p), "rwx"]), "Invalid Mode rwx");
+        assert_eq!(mode(), 0, "a bad mode changes nothing");
+        let nope = s(&dir.path().join("nope"));
+        assert_eq!(err("file.set_mode", &[&nope, "644"]), format!("{nope}: File not found"));
+    }
+
+    #[test]
+    fn chown_changes_owner_and_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, "").unwrap();
+        let nope = s(&dir.path().join("nope"));
+        assert_eq!(err("file.chown", &[&nope, "root", "root"]), format!("File {nope} does not exist"));
+        assert_eq!(err("file.chown", &[&s(&p), "no-such-user-here", "root"]), "User no-such-user-here does not exist");
+        assert_eq!(
+            err("file.chown", &[&s(&p), "root", "no-such-group-here"]),
+            "Group no-such-group-here does not exist"
+        );
+        if !is_root() {
+            return;
+        }
+        let owner = || {
+            let m = fs::metadata(&p).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(ok("file.chown", &[&s(&p), "4242", "4343"]), Value::Null);
+        assert_eq!(owner(), (4242, 4343));
+        ok("file.chown", &[&s(&p), "root", "''"]);
+        assert_eq!(owner(), (0, 4343), "an empty group leaves it");
+        ok("file.chown", &[&s(&p), "''", "root"]);
+        assert_eq!(owner(), (0, 0));
+    }
+
+    const CONF: &str = "foo=1\nbar=2\nfoo=3\n";
+
+    #[test]
+    fn replace_returns_salts_diff_and_keeps_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("conf");
+        fs::write(&p, CONF).unwrap();
+        let p = s(&p);
+        let diff = ok("file.replace", &[&p, "^foo=.*$", "repl=foo=9"]);
+        assert_eq!(diff, json!("--- \n+++ \n@@ -1,3 +1,3 @@\n-foo=1\n+foo=9\n bar=2\n-foo=3\n+foo=9\n"));
+        assert_eq!(fs::read_to_string(&p).unwrap(), "foo=9\nbar=2\nfoo=9\n");
+        assert_eq!(fs::read_to_string(format!("{p}.bak")).unwrap(), CONF);
+        // Nothing left to change: an empty diff, and the backup is not overwritten.
+        assert_eq!(ok("file.replace", &[&p, "^foo=.*$", "repl=foo=9"]), json!(""));
+        assert_eq!(fs::read_to_string(format!("{p}.bak")).unwrap(), CONF);
+        assert_eq!(ok("file.replace", &[&p, "bar", "baz", "show_changes=False"]), json!(true));
+        assert_eq!(ok("file.replace", &[&p, "nomatch", "x", "show_changes=False"]), json!(false));
+        assert_eq!(fs::read_to_string(&p).unwrap(), "foo=9\nbaz=2\nfoo=9\n");
+    }
+
+    #[test]
+    fn replace_count_dry_run_groups_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        fs::write(&path, CONF).unwrap();
+        let p = s(&path);
+        let diff = ok("file.replace", &[&p, "foo", "FOO", "count=1", "dry_run=True"]);
+        assert_eq!(diff, json!("--- \n+++ \n@@ -1,3 +1,3 @@\n-foo=1\n+FOO=1\n bar=2\n foo=3\n"));
+        assert_eq!(fs::read_to_string(&path).unwrap(), CONF, "dry_run changes nothing");
+        assert!(!Path::new(&format!("{p}.bak")).exists());
+
+        ok("file.replace", &[&p, "^foo=(?P<v>.*)$", r"repl=\g<v> is \1\\", "backup=False"]);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "1 is 1\\\nbar=2\n3 is 3\\\n");
+        assert!(!Path::new(&format!("{p}.bak")).exists(), "backup=False");
+        ok("file.replace", &[&p, "pattern=BAR=(.)", r"repl=\1\n", "flags=[IGNORECASE]", "backup=False"]);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "1 is 1\\\n2\n\n3 is 3\\\n");
+        // A pattern may span lines: the whole file is one text.
+        ok("file.replace", &[&p, r"2\n\n3", "repl=X", "backup=False"]);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "1 is 1\\\nX is 3\\\n");
+        ok("file.replace", &[&p, "^X", r"repl=\1", "backslash_literal=True", "backup=False"]);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "1 is 1\\\n\\1 is 3\\\n");
+
+        assert!(err("file.replace", &[&p, "(", "repl=x"]).starts_with("Invalid regular expression '('"));
+        assert!(err("file.replace", &[&p, "x", r"repl=\q"]).contains(r"bad escape \q"));
+        assert!(err("file.replace", &[&p, "x", r"repl=\2"]).contains("invalid group reference 2"));
+        assert_eq!(err("file.replace", &[&p, "x", "y", "flags=[NOSUCH]"]), "Invalid re flag: NOSUCH");
+    }
+
+    #[test]
+    fn replace_appends_or_prepends_once_when_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        fs::write(&path, CONF).unwrap();
+        let p = s(&path);
+        let diff = ok("file.replace", &[&p, "^baz=.*", "repl=baz=5", "append_if_not_found=True"]);
+        assert_eq!(diff, json!("--- \n+++ \n@@ -1,3 +1,4 @@\n foo=1\n bar=2\n foo=3\n+baz=5\n"));
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{CONF}baz=5\n"));
+        // Converged: the line matches the pattern now.
+        assert_eq!(ok("file.replace", &[&p, "^baz=.*", "repl=baz=5", "append_if_not_found=True"]), json!(""));
+        // A pattern that never matches the added line still adds it only once.
+        assert_eq!(ok("file.replace", &[&p, "^qux", "repl=baz=5", "append_if_not_found=True"]), json!(""));
+
+        fs::write(&path, CONF).unwrap();
+        let diff = ok("file.replace", &[&p, "^baz=.*", "repl=baz=5", "prepend_if_not_found=True", "backup=False"]);
+        assert_eq!(diff, json!("--- \n+++ \n@@ -1,3 +1,4 @@\n+baz=5\n foo=1\n bar=2\n foo=3\n"));
+        fs::write(&path, CONF).unwrap();
+        ok(
+            "file.replace",
+            &[&p, "^baz=(.*)", r"repl=baz=\1", "append_if_not_found=True", "not_found_content=baz=7", "backup=False"],
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{CONF}baz=7\n"));
+
+        // A last line without a newline runs into the next diff line, as in Salt.
+        fs::write(&path, "a=1").unwrap();
+        let diff = ok("file.replace", &[&p, "^b=.*", "repl=b=5", "append_if_not_found=True", "backup=False"]);
+        assert_eq!(diff, json!("--- \n+++ \n@@ -1 +1,2 @@\n-a=1+a=1\n+b=5\n"));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "a=1\nb=5\n");
+        let e = err("file.replace", &[&p, "x", "y", "append_if_not_found=True", "prepend_if_not_found=True"]);
+        assert!(e.starts_with("Only one of"), "{e}");
+    }
+
+    #[test]
+    fn replace_edits_in_place_or_through_a_new_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        let hard = dir.path().join("hardlink");
+        fs::write(&path, CONF).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::hard_link(&path, &hard).unwrap();
+        let p = s(&path);
+        let inode = fs::metadata(&path).unwrap().ino();
+        ok("file.replace", &[&p, "bar", "BAR", "backup=False"]);
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(fs::read_to_string(&hard).unwrap(), "foo=1\nBAR=2\nfoo=3\n", "hard links see the edit");
+        ok("file.replace", &[&p, "BAR", "bar", "backup=False", "preserve_inode=False"]);
+        let meta = fs::metadata(&path).unwrap();
+        assert_ne!(meta.ino(), inode);
+        assert_eq!(meta.mode() & 0o777, 0o600, "the new file keeps the mode");
+        assert_eq!(fs::read_to_string(&path).unwrap(), CONF);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file is left behind");
+
+        // A symlink is followed: the target is edited and backed up beside it.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        ok("file.replace", &[&s(&link), "bar", "BAR"]);
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "foo=1\nBAR=2\nfoo=3\n");
+        assert_eq!(fs::read_to_string(format!("{p}.bak")).unwrap(), CONF);
+    }
+
+    #[test]
+    fn replace_and_search_refuse_missing_and_binary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let nope = s(&dir.path().join("nope"));
+        assert_eq!(err("file.replace", &[&nope, "a", "b"]), format!("File not found: {nope}"));
+        assert_eq!(ok("file.replace", &[&nope, "a", "b", "ignore_if_missing=True"]), json!(false));
+        assert_eq!(err("file.search", &[&nope, "a"]), format!("File not found: {nope}"));
+        assert_eq!(ok("file.search", &[&nope, "a", "ignore_if_missing=True"]), json!(false));
+        let bin = dir.path().join("bin");
+        fs::write(&bin, b"a\0b").unwrap();
+        assert_eq!(
+            err("file.replace", &[&s(&bin), "a", "b"]),
+            format!("Cannot perform string replacements on a binary file: {}", s(&bin))
+        );
+        assert!(err("file.search", &[&s(dir.path()), "a"]).contains("not a regular file"));
+    }
+
+    #[test]
+    fn search_matches_like_salt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        fs::write(&path, "hello world\nfoo\n").unwrap();
+        let p = s(&path);
+        assert_eq!(ok("file.search", &[&p, "world"]), json!(true));
+        assert_eq!(ok("file.search", &[&p, "^world"]), json!(false));
+        assert_eq!(ok("file.search", &[&p, "world$"]), json!(true), "MULTILINE by default");
+        assert_eq!(ok("file.search", &[&p, "HELLO"]), json!(false));
+        assert_eq!(ok("file.search", &[&p, "HELLO", "flags=2"]), json!(true));
+        assert_eq!(ok("file.search", &[&p, r"world\nfoo"]), json!(true));
+        assert_eq!(ok("file.search", &[&p, "world.foo"]), json!(false));
+        assert_eq!(ok("file.search", &[&p, "world.foo", "flags=[DOTALL]"]), json!(true));
+        assert_eq!(ok("file.replace", &[&p, "foo", "x", "search_only=True"]), json!(true));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "hello world\nfoo\n");
+    }
+
+    /// The tree Salt's `file.find` outputs were captured on.
+    fn find_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let ft = dir.path();
+        fs::create_dir_all(ft.join("a/b/c")).unwrap();
+        for f in ["x.txt", "a/y.txt", "a/b/z.log", "a/b/c/w.txt"] {
+            fs::write(ft.join(f), "").unwrap();
+        }
+        std::os::unix::fs::symlink("x.txt", ft.join("l.txt")).unwrap();
+        std::os::unix::fs::symlink("a", ft.join("adir")).unwrap();
+        dir
+    }
+
+    fn found(root: &Path, words: &[&str]) -> Vec<String> {
+        let r = s(root);
+        let mut all = vec![r.as_str()];
+        all.extend_from_slice(words);
+        let v = ok("file.find", &all);
+        v.as_array().unwrap().iter().map(|p| p.as_str().unwrap().strip_prefix(&r).unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn find_filters_by_name_depth_and_type() {
+        let dir = find_tree();
+        let root = dir.path();
+        assert_eq!(
+            found(root, &[]),
+            ["", "/a", "/a/b", "/a/b/c", "/a/b/c/w.txt", "/a/b/z.log", "/a/y.txt", "/adir", "/l.txt", "/x.txt"]
+        );
+        assert_eq!(found(root, &["name=*.txt"]), ["/a/b/c/w.txt", "/a/y.txt", "/l.txt", "/x.txt"]);
+        assert_eq!(found(root, &["name=[xy].txt"]), ["/a/y.txt", "/x.txt"]);
+        assert_eq!(found(root, &["iname=*.TXT", "maxdepth=1"]), ["/l.txt", "/x.txt"]);
+        assert_eq!(found(root, &["regex=y"]), ["/a/y.txt"]);
+        assert_eq!(found(root, &["regex=txt"]), Vec::<String>::new(), "a regex matches from the start");
+        assert_eq!(found(root, &["maxdepth=1"]), ["", "/a", "/adir", "/l.txt", "/x.txt"]);
+        assert_eq!(found(root, &["mindepth=2", "maxdepth=2"]), ["/a/b", "/a/y.txt"]);
+        assert_eq!(found(root, &["maxdepth=0"]), [""]);
+        // Like find(1): symlinks are their own type and are not followed.
+        assert_eq!(found(root, &["type=f"]), ["/a/b/c/w.txt", "/a/b/z.log", "/a/y.txt", "/x.txt"]);
+        assert_eq!(found(root, &["type=d"]), ["", "/a", "/a/b", "/a/b/c"]);
+        assert_eq!(found(root, &["type=l"]), ["/adir", "/l.txt"]);
+        assert_eq!(found(root, &["type=f,l", "name=x*"]), ["/x.txt"]);
+        assert_eq!(found(root, &["type=a"]).len(), 10);
+
+        let r = format!("{}/", s(root));
+        assert_eq!(ok("file.find", &[&r, "name=*.log"]), json!([format!("{}/a/b/z.log", s(root))]));
+        assert_eq!(ok("file.find", &[&s(&root.join("nope"))]), json!([]));
+        assert!(err("file.find", &[&s(root), "type=q"]).starts_with("Invalid file type \"q\""));
+        assert!(err("file.find", &[&s(root), "size=+10m"]).contains("unknown field `size`"));
+    }
+
+    #[test]
+    fn symlink_creates_replaces_only_with_force_and_readlink_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, other, link) = (dir.path().join("target"), dir.path().join("other"), dir.path().join("link"));
+        fs::write(&target, "t").unwrap();
+        fs::write(&other, "o").unwrap();
+        let (t, o, l) = (s(&target), s(&other), s(&link));
+        assert_eq!(ok("file.symlink", &[&t, &l]), json!(true));
+        assert_eq!(fs::read_link(&link).unwrap(), target);
+        assert_eq!(ok("file.symlink", &[&t, &l]), json!(true), "already right");
+        assert_eq!(err("file.symlink", &[&o, &l]), format!("Found existing symlink: {l}"));
+        assert_eq!(ok("file.symlink", &[&o, &l, "force=True"]), json!(true));
+        assert_eq!(fs::read_link(&link).unwrap(), other);
+        assert_eq!(err("file.symlink", &[&t, &o]), format!("Existing path is not a symlink: {o}"));
+        assert_eq!(ok("file.symlink", &[&t, &o, "force=True"]), json!(true));
+        assert_eq!(fs::read_link(&other).unwrap(), target);
+        let d = s(dir.path());
+        assert!(err("file.symlink", &[&t, &d, "force=True"]).contains("is a directory"));
+        assert_eq!(err("file.symlink", &[&t, "rel"]), "Link path must be absolute: rel");
+        let nodir = s(&dir.path().join("nodir/link"));
+        assert_eq!(
+            err("file.symlink", &[&t, &nodir]),
+            format!("Could not create '{nodir}': No such file or directory")
+        );
+
+        let rel = dir.path().join("rel");
+        ok("file.symlink", &["target", &s(&rel)]);
+        assert_eq!(ok("file.readlink", &[&s(&rel)]), json!("target"));
+        assert_eq!(
+            ok("file.readlink", &[&s(&rel), "canonicalize=True"]),
+            json!(s(&fs::canonicalize(&target).unwrap()))
+        );
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink("../gone/x", &dangling).unwrap();
+        let parent = fs::canonicalize(dir.path()).unwrap();
+        let expected = s(&parent.parent().unwrap().join("gone/x"));
+        assert_eq!(ok("file.readlink", &[&s(&dangling), "canonicalize=True"]), json!(expected));
+        assert_eq!(err("file.readlink", &[&t]), format!("A valid link was not specified: {t}"));
+        assert_eq!(err("file.readlink", &["rel"]), "Path to link must be absolute: rel");
+    }
+
+    #[test]
+    fn arguments_bind_by_salts_names_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = s(&dir.path().join("f"));
+        fs::write(&p, "x").unwrap();
+        // Positional order (path, form) and the same by keyword.
+        assert_eq!(ok("file.get_hash", &[&p, "md5"]), ok("file.get_hash", &[&format!("path={p}"), "form=md5"]));
+        let e = err("file.get_mode", &[&p, "follow=yes"]);
+        assert!(e.contains("unknown field `follow`"), "{e}");
+        let e = err("file.touch", &[]);
+        assert!(e.contains("missing required argument 'name'"), "{e}");
+    }
+
+    mod diff {
+        use super::super::diff::unified;
+
+        #[test]
+        fn hunks_and_ranges_are_difflibs() {
+            // Expected texts from Python's difflib.unified_diff(..., '', '').
+            let old: String = (1..=20).map(|i| format!("l{i}\n")).collect();
+            let new = old.replace("l2\n", "L2\n").replace("l15\n", "").replace("l20\n", "l20\nl21\n");
+            assert_eq!(
+                unified(&old, &new),
+                "--- \n+++ \n@@ -1,5 +1,5 @@\n l1\n-l2\n+L2\n l3\n l4\n l5\n@@ -12,9 +12,9 @@\n l12\n l13\n l14\n-l15\n \
+                 l16\n l17\n l18\n l19\n l20\n+l21\n"
+            );
+            assert_eq!(unified("", "a\nb\n"), "--- \n+++ \n@@ -0,0 +1,2 @@\n+a\n+b\n");
+            assert_eq!(unified("a\nb\n", ""), "--- \n+++ \n@@ -1,2 +0,0 @@\n-a\n-b\n");
+            assert_eq!(unified("x\na\nb\n", "a\nb\ny\n"), "--- \n+++ \n@@ -1,3 +1,3 @@\n-x\n a\n b\n+y\n");
+            assert_eq!(unified("a\nb\nc\nd\n", "a\nc\nb\nd\n"), "--- \n+++ \n@@ -1,4 +1,4 @@\n a\n+c\n b\n-c\n d\n");
+            assert_eq!(unified("same\n", "same\n"), "");
+        }
     }
 }
