@@ -42,6 +42,9 @@ pub struct RawConfig {
     /// How long a published job stays valid for a minion. Default `10m`.
     #[serde(default = "default_job_ttl", with = "duration")]
     pub job_ttl: Duration,
+    /// How long jobs and their returns stay in the job cache. Default `24h`.
+    #[serde(default = "default_keep_jobs", with = "duration")]
+    pub keep_jobs: Duration,
     /// A minion with no heartbeat for this long counts as offline. Default `30s`.
     #[serde(default = "default_presence_timeout", with = "duration")]
     pub presence_timeout: Duration,
@@ -100,6 +103,9 @@ fn default_prefix() -> String {
 fn default_job_ttl() -> Duration {
     Duration::from_secs(600)
 }
+fn default_keep_jobs() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
 fn default_presence_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -116,6 +122,7 @@ pub struct MasterConfig {
     pub subjects: Subjects,
     pub auto_accept: bool,
     pub job_ttl: Duration,
+    pub keep_jobs: Duration,
     pub presence_timeout: Duration,
     pub log_level: String,
     pub nats: NatsMode,
@@ -172,6 +179,9 @@ impl MasterConfig {
             .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string().trim_end().to_string() })?;
         let invalid = |key, message: String| ConfigError::Invalid { path: shown.clone(), key, message };
         let subjects = Subjects::new(&raw.prefix).map_err(|e| invalid("prefix", e.to_string()))?;
+        if raw.keep_jobs < Duration::from_secs(60) {
+            return Err(invalid("keep_jobs", "must be at least 1m".into()));
+        }
         if raw.job_ttl < Duration::from_secs(1) || raw.job_ttl > brine_proto::envelope::MAX_TTL {
             return Err(invalid("job_ttl", "must be between 1s and 7d".into()));
         }
@@ -238,6 +248,7 @@ impl MasterConfig {
             subjects,
             auto_accept: raw.auto_accept,
             job_ttl: raw.job_ttl,
+            keep_jobs: raw.keep_jobs,
             presence_timeout: raw.presence_timeout,
             log_level: raw.log_level,
             nats,
@@ -316,7 +327,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.nodegroups["dbs"], "L@db1,db2 or N@web");
         let err = MasterConfig::parse("[nodegroups]\nweb = \"G@role:web or\"\n", None).unwrap_err().to_string();
-        assert!(err.contains("nodegroups") && err.contains("web:") && err.contains("ends where a term"), "{err}");
+        assert!(
+            err.contains("nodegroups") && err.contains("web:") && err.contains("expected a target before ')'"),
+            "{err}"
+        );
         let err = MasterConfig::parse("[nodegroups]\na = \"N@b\"\nb = \"N@a\"\n", None).unwrap_err().to_string();
         assert!(err.contains("includes itself"), "{err}");
     }
@@ -340,7 +354,7 @@ mod packaged_defaults {
         let text = include_str!("../../packaging/master.toml");
         // External-mode keys conflict with the embedded ones; server_bin's default
         // depends on $NATS_SERVER.
-        let skip = ["url", "user", "password", "creds_file", "server_bin"];
+        let skip = ["url", "user", "password", "creds_file", "server_bin", "web", "eu_web"];
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
@@ -349,10 +363,12 @@ mod packaged_defaults {
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        for key in ["data_dir", "prefix", "auto_accept", "job_ttl", "presence_timeout", "log_level", "listen"] {
+        for key in
+            ["data_dir", "prefix", "auto_accept", "job_ttl", "keep_jobs", "presence_timeout", "log_level", "listen"]
+        {
             assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
         }
-        for key in skip {
+        for key in &skip[..5] {
             assert!(text.lines().any(|l| l.starts_with(&format!("#{key} = "))), "{key} is not documented");
         }
         let documented = MasterConfig::parse(&uncommented, None).unwrap();

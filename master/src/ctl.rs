@@ -1,16 +1,17 @@
 //! Operator requests on `P.ctl.<op>`: signed by an operator key, checked, carried
 //! out, answered with a reply signed by the master.
 
-use crate::master::{ActiveJob, Shared, StartError};
+use crate::master::{Shared, StartError};
 use crate::stats::Stats;
 use crate::store::JobCache;
 use brine_proto::envelope::{open_self_signed, seal, Stamp};
 use brine_proto::keys::Fingerprint;
 use brine_proto::msg::{
-    Ctl, CtlError, CtlErrorKind, CtlOp, CtlReply, CtlResult, Job, JobRecord, JobReport, KeyEntry, KeySelection,
-    RunRequest, RunStarted,
+    ActiveJob, Ctl, CtlError, CtlErrorKind, CtlOp, CtlReply, CtlResult, Job, JobRecord, JobReport, JobSummary,
+    KeyEntry, KeySelection, MinionInfo, RunRequest, RunStarted,
 };
 use brine_proto::target::Facts;
+use brine_proto::{Jid, Map, MinionId, Value};
 use brine_proto::{Target, TargetMatcher};
 use futures::StreamExt;
 use serde_json::json;
@@ -95,11 +96,43 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
             (Ok(None), _, _) => error(CtlErrorKind::NotFound, format!("no job {jid} in the job cache")),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => error(CtlErrorKind::Internal, e.to_string()),
         },
-        CtlOp::JobList { limit } => shared
-            .store
-            .list(limit.clamp(1, 10_000))
-            .map(CtlResult::Jobs)
-            .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string())),
+        CtlOp::JobList(mut filter) => {
+            filter.limit = filter.limit.clamp(1, 100_000);
+            shared
+                .store
+                .list(&filter)
+                .map(CtlResult::Jobs)
+                .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string()))
+        }
+        CtlOp::JobActive => active_jobs(shared),
+        CtlOp::Resolve { target } => match resolve(shared, &target) {
+            Ok((_, minions)) => CtlResult::Minions(minions),
+            Err(e) => CtlResult::Error(e),
+        },
+        CtlOp::MinionList => minion_list(shared),
+        CtlOp::Inventory { target, grains } => match resolve(shared, &target) {
+            Ok((_, minions)) => CtlResult::Inventory(
+                minions
+                    .into_iter()
+                    .map(|id| {
+                        let all = shared.grains.get(&id).unwrap_or_default();
+                        let picked: Map = if grains.is_empty() {
+                            (*all).clone()
+                        } else {
+                            grains
+                                .iter()
+                                .map(|g| {
+                                    let v = grain_or_empty(&all, g);
+                                    (g.clone(), v)
+                                })
+                                .collect()
+                        };
+                        (id, picked)
+                    })
+                    .collect(),
+            ),
+            Err(e) => CtlResult::Error(e),
+        },
     };
     answer(shared, &reply, &request, result).await;
 }
@@ -159,6 +192,106 @@ async fn change_keys(shared: &Shared, operator: &str, act: &str, sel: &KeySelect
     CtlResult::KeysChanged(changed)
 }
 
+/// A grain by `:` path, or an empty string when missing (like `grains.item`).
+fn grain_or_empty(grains: &Map, path: &str) -> Value {
+    let mut parts = path.split(':');
+    let Some(first) = parts.next() else { return Value::String(String::new()) };
+    let mut cur = match grains.get(first) {
+        Some(v) => v,
+        None => return Value::String(String::new()),
+    };
+    for p in parts {
+        let next = match cur {
+            Value::Object(m) => m.get(p),
+            Value::Array(a) => p.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(v) => cur = v,
+            None => return Value::String(String::new()),
+        }
+    }
+    cur.clone()
+}
+
+/// Expands nodegroups and finds the accepted minions a target names. Returns the
+/// target as sent to minions and the sorted ids.
+fn resolve(shared: &Shared, target: &Target) -> Result<(Target, Vec<MinionId>), CtlError> {
+    let bad = |e: brine_proto::TargetError| CtlError { kind: CtlErrorKind::BadRequest, message: e.to_string() };
+    let sent = target.expand_nodegroups(&shared.cfg.nodegroups).map_err(bad)?;
+    let matcher = TargetMatcher::compile(&sent).map_err(bad)?;
+    let minions = shared.registry.accepted_matching(|id| {
+        let grains = shared.grains.get(id);
+        matcher.matches(&Facts { id: id.as_str(), grains: grains.as_deref(), pillar: None })
+    });
+    Ok((sent, minions))
+}
+
+fn minion_list(shared: &Shared) -> CtlResult {
+    let now = Instant::now();
+    let infos = shared
+        .registry
+        .accepted()
+        .into_iter()
+        .map(|(id, _)| {
+            let seen = shared.presence.get(&id);
+            let os = shared.grains.get(&id).map(|g| {
+                let word = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                format!("{} {}", word("os"), word("osrelease")).trim().to_string()
+            });
+            MinionInfo {
+                up: shared.presence.is_up(&id, shared.cfg.presence_timeout),
+                last_seen_ms: seen.as_ref().map(|s| now.duration_since(s.at).as_millis() as u64),
+                version: seen.map(|s| s.version),
+                os,
+                id,
+            }
+        })
+        .collect();
+    CtlResult::MinionStatus(infos)
+}
+
+fn active_jobs(shared: &Shared) -> CtlResult {
+    // Jobs waiting for returns, and jobs minions say (in their heartbeats) they run.
+    let mut running: std::collections::BTreeMap<Jid, Vec<MinionId>> = std::collections::BTreeMap::new();
+    for (id, seen) in shared.presence.all() {
+        if seen.at.elapsed() <= shared.cfg.presence_timeout {
+            for jid in seen.running {
+                running.entry(jid).or_default().push(id.clone());
+            }
+        }
+    }
+    {
+        let active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
+        for (jid, job) in active.iter() {
+            if job.remaining > 0 {
+                running.entry(*jid).or_default();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (jid, mut minions) in running.into_iter().rev() {
+        let (Ok(Some(job)), Ok(counts)) = (shared.store.job(jid), shared.store.counts(jid)) else { continue };
+        let counts = counts.unwrap_or_default();
+        if counts.missing() == 0 && minions.is_empty() {
+            continue;
+        }
+        minions.sort();
+        out.push(ActiveJob {
+            summary: JobSummary {
+                jid,
+                target: job.target,
+                fun: job.fun,
+                user: job.user,
+                started_at: job.started_at,
+                counts,
+            },
+            running: minions,
+        });
+    }
+    CtlResult::Active(out)
+}
+
 fn valid_function_name(fun: &str) -> bool {
     let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     fun.split_once('.').is_some_and(|(m, f)| ok(m) && ok(f))
@@ -167,22 +300,14 @@ fn valid_function_name(fun: &str) -> bool {
 async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, run: RunRequest) {
     // Nodegroups are expanded here, so minions can check the target without the
     // master's config.
-    let sent_target = match run.target.expand_nodegroups(&shared.cfg.nodegroups) {
-        Ok(t) => t,
-        Err(e) => return answer(shared, reply, request, error(CtlErrorKind::BadRequest, e.to_string())).await,
-    };
-    let matcher = match TargetMatcher::compile(&sent_target) {
-        Ok(m) => m,
-        Err(e) => return answer(shared, reply, request, error(CtlErrorKind::BadRequest, e.to_string())).await,
+    let (sent_target, minions) = match resolve(shared, &run.target) {
+        Ok(r) => r,
+        Err(e) => return answer(shared, reply, request, CtlResult::Error(e)).await,
     };
     if !valid_function_name(&run.fun) {
         let msg = format!("{:?} is not a function name; use module.function, e.g. test.ping", run.fun);
         return answer(shared, reply, request, error(CtlErrorKind::BadRequest, msg)).await;
     }
-    let minions = shared.registry.accepted_matching(|id| {
-        let grains = shared.grains.get(id);
-        matcher.matches(&Facts { id: id.as_str(), grains: grains.as_deref(), pillar: None })
-    });
     // Listed ids without an accepted key are reported as not returning, as Salt does.
     let missing: Vec<String> = match &run.target {
         Target::List(ids) => {
@@ -225,7 +350,7 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
     let offline = minions.iter().filter(|m| !shared.presence.is_up(m, shared.cfg.presence_timeout)).cloned().collect();
     shared.active.lock().unwrap_or_else(|e| e.into_inner()).insert(
         jid,
-        ActiveJob {
+        crate::master::ActiveJob {
             targets: minions.iter().cloned().collect(),
             watchers: run.stream_to.iter().map(|s| (s.clone(), request.to_string())).collect(),
             remaining: minions.len(),

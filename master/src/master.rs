@@ -99,6 +99,23 @@ impl Shared {
         crate::nats::render_users(&users, &self.cfg.subjects)
     }
 
+    /// Deletes jobs older than `keep_jobs` from the job cache.
+    pub async fn prune_jobs(self: &Arc<Self>) {
+        self.prune_jobs_at(brine_proto::time::now_micros()).await
+    }
+
+    /// Deletes jobs older than `keep_jobs` before `now_micros`.
+    pub async fn prune_jobs_at(self: &Arc<Self>, now_micros: u64) {
+        let cutoff = now_micros.saturating_sub(self.cfg.keep_jobs.as_micros() as u64);
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.store.prune(Jid::from_micros(cutoff))).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(jobs = n, "pruned jobs older than keep_jobs"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot prune the job cache"),
+            Err(e) => tracing::error!(error = %e, "job cache pruning failed"),
+        }
+    }
+
     /// Forgets active jobs nobody can still be waiting for.
     pub(crate) fn sweep_active(&self) {
         let max_age = self.cfg.job_ttl + Duration::from_secs(60);
@@ -204,6 +221,7 @@ impl Master {
             loop {
                 tick.tick().await;
                 sweeper.sweep_active();
+                sweeper.prune_jobs().await;
             }
         }));
         // Make sure the subscriptions are registered with the server before anyone is

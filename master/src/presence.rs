@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub at: Instant,
+    /// Unix milliseconds of the heartbeat's arrival.
+    pub at_ms: u64,
     pub version: String,
     pub running: Vec<Jid>,
 }
@@ -22,7 +24,7 @@ pub struct Presence {
 impl Presence {
     /// Records a heartbeat.
     pub fn record(&self, id: MinionId, version: String, running: Vec<Jid>) {
-        let seen = Seen { at: Instant::now(), version, running };
+        let seen = Seen { at: Instant::now(), at_ms: brine_proto::time::now_ms(), version, running };
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(id, seen);
     }
 
@@ -34,6 +36,11 @@ impl Presence {
     /// Whether `id` sent a heartbeat within `timeout`.
     pub fn is_up(&self, id: &MinionId, timeout: Duration) -> bool {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(id).is_some_and(|s| s.at.elapsed() <= timeout)
+    }
+
+    /// Every minion's last heartbeat.
+    pub fn all(&self) -> Vec<(MinionId, Seen)> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// The last heartbeat of `id`.

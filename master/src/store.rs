@@ -4,7 +4,7 @@
 //! The job cache sits behind the [`JobCache`] trait so an external store can replace
 //! sled for scale-out; keys stay in sled ([`crate::keys`]).
 
-use brine_proto::msg::{JobCounts, JobRecord, JobSummary, Return};
+use brine_proto::msg::{JobCounts, JobFilter, JobRecord, JobSummary, Return};
 use brine_proto::Jid;
 use std::path::{Path, PathBuf};
 
@@ -31,8 +31,11 @@ pub trait JobCache: Send + Sync {
     fn job(&self, jid: Jid) -> Result<Option<JobRecord>, StoreError>;
     fn counts(&self, jid: Jid) -> Result<Option<JobCounts>, StoreError>;
     fn returns(&self, jid: Jid) -> Result<Vec<Return>, StoreError>;
-    /// The newest `limit` jobs, newest first.
-    fn list(&self, limit: usize) -> Result<Vec<JobSummary>, StoreError>;
+    /// The newest jobs matching `filter`, newest first.
+    fn list(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError>;
+    /// Deletes every job (with its returns and totals) older than `before`; returns
+    /// how many jobs went.
+    fn prune(&self, before: Jid) -> Result<usize, StoreError>;
     /// The newest JID stored, so a restarted master never reuses one.
     fn latest_jid(&self) -> Result<Option<Jid>, StoreError>;
 }
@@ -45,6 +48,8 @@ pub struct Store {
     jobs: sled::Tree,
     returns: sled::Tree,
     counts: sled::Tree,
+    /// function ‖ 0 ‖ JID → (): jobs by function, in time order.
+    by_fun: sled::Tree,
 }
 
 impl Store {
@@ -62,6 +67,7 @@ impl Store {
             jobs: db.open_tree("jobs").map_err(err)?,
             returns: db.open_tree("returns").map_err(err)?,
             counts: db.open_tree("counts").map_err(err)?,
+            by_fun: db.open_tree("jobs_by_fun").map_err(err)?,
             db,
         })
     }
@@ -85,6 +91,24 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> S
     rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt { what: what(), reason: e.to_string() })
 }
 
+fn fun_key(fun: &str, jid: Jid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(fun.len() + 9);
+    k.extend_from_slice(fun.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&jid.to_be_bytes());
+    k
+}
+
+fn glob(pattern: &str) -> Option<globset::GlobMatcher> {
+    globset::GlobBuilder::new(pattern).literal_separator(false).build().ok().map(|g| g.compile_matcher())
+}
+
+fn jid_of(key: &[u8]) -> Result<Jid, StoreError> {
+    <[u8; 8]>::try_from(key)
+        .map(Jid::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt { what: "job key".into(), reason: format!("{} bytes, not 8", key.len()) })
+}
+
 fn return_key(jid: Jid, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + id.len());
     k.extend_from_slice(&jid.to_be_bytes());
@@ -98,6 +122,7 @@ impl JobCache for Store {
         let counts = JobCounts { targeted: job.minions.len() as u64, ..JobCounts::default() };
         self.jobs.insert(key, encode(job)).map_err(|e| self.err(e))?;
         self.counts.insert(key, encode(&counts)).map_err(|e| self.err(e))?;
+        self.by_fun.insert(fun_key(&job.fun, job.jid), &[]).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -170,11 +195,41 @@ impl JobCache for Store {
             .collect()
     }
 
-    fn list(&self, limit: usize) -> Result<Vec<JobSummary>, StoreError> {
+    fn list(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError> {
+        let is_glob = |f: &&str| f.contains(['*', '?', '[']);
+        let fun_glob = filter.fun.as_deref().filter(is_glob).and_then(glob);
+        let exact_fun = filter.fun.as_deref().filter(|f| !is_glob(f));
+        let target_glob = filter.target.as_deref().and_then(glob);
+        let since = filter.since_ms.map(|ms| Jid::from_micros(ms.saturating_mul(1000)));
+        // An exact function reads its index; anything else walks the jobs newest first.
+        let jids: Box<dyn Iterator<Item = Result<Jid, StoreError>>> = match exact_fun {
+            Some(fun) => {
+                let mut prefix = fun.as_bytes().to_vec();
+                prefix.push(0);
+                let plen = prefix.len();
+                Box::new(
+                    self.by_fun
+                        .scan_prefix(prefix)
+                        .keys()
+                        .rev()
+                        .map(move |k| jid_of(&k.map_err(|e| self.err(e))?[plen..])),
+                )
+            }
+            None => Box::new(self.jobs.iter().keys().rev().map(|k| jid_of(&k.map_err(|e| self.err(e))?))),
+        };
         let mut out = Vec::new();
-        for kv in self.jobs.iter().rev().take(limit) {
-            let (k, v) = kv.map_err(|e| self.err(e))?;
-            let job: JobRecord = decode(&v, || format!("job {:?}", k.as_ref()))?;
+        for jid in jids {
+            let jid = jid?;
+            if out.len() >= filter.limit || since.is_some_and(|s| jid < s) {
+                break;
+            }
+            let Some(job) = self.job(jid)? else { continue };
+            if fun_glob.as_ref().is_some_and(|g| !g.is_match(&job.fun)) {
+                continue;
+            }
+            if target_glob.as_ref().is_some_and(|g| !g.is_match(job.target.to_string())) {
+                continue;
+            }
             let counts = self.counts(job.jid)?.unwrap_or_default();
             out.push(JobSummary {
                 jid: job.jid,
@@ -186,6 +241,28 @@ impl JobCache for Store {
             });
         }
         Ok(out)
+    }
+
+    fn prune(&self, before: Jid) -> Result<usize, StoreError> {
+        let mut gone = 0;
+        // Collect first: deleting from a tree while iterating over it can skip entries.
+        let old: Vec<(sled::IVec, sled::IVec)> =
+            self.jobs.range(..before.to_be_bytes()).collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        for (k, v) in old {
+            let jid = jid_of(&k)?;
+            let mut batch = sled::Batch::default();
+            for r in self.returns.scan_prefix(&k).keys() {
+                batch.remove(r.map_err(|e| self.err(e))?);
+            }
+            self.returns.apply_batch(batch).map_err(|e| self.err(e))?;
+            if let Ok(job) = rmp_serde::from_slice::<JobRecord>(&v) {
+                self.by_fun.remove(fun_key(&job.fun, jid)).map_err(|e| self.err(e))?;
+            }
+            self.counts.remove(&k).map_err(|e| self.err(e))?;
+            self.jobs.remove(&k).map_err(|e| self.err(e))?;
+            gone += 1;
+        }
+        Ok(gone)
     }
 
     fn latest_jid(&self) -> Result<Option<Jid>, StoreError> {
@@ -257,10 +334,51 @@ mod tests {
             store.flush().unwrap();
         }
         let store = Store::open(&path).unwrap();
-        let list = store.list(2).unwrap();
+        let list = store.list(&JobFilter { limit: 2, ..Default::default() }).unwrap();
         assert_eq!(list.iter().map(|j| j.jid.micros()).collect::<Vec<_>>(), vec![3_000_000, 2_000_000]);
         assert_eq!(list[1].counts.returned, 1);
         assert_eq!(store.latest_jid().unwrap(), Some(Jid::from_micros(3_000_000)));
         assert_eq!(store.returns(Jid::from_micros(2_000_000)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn list_filters_by_function_target_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        for (i, fun) in ["test.ping", "cmd.run", "test.ping", "cmd.run_all"].iter().enumerate() {
+            let mut j = job(Jid::from_micros((i as u64 + 1) * 1_000_000), &["a"]);
+            j.fun = fun.to_string();
+            if i == 3 {
+                j.target = Target::Glob("web*".into());
+            }
+            store.put_job(&j).unwrap();
+        }
+        let list = |f: JobFilter| -> Vec<u64> {
+            store.list(&JobFilter { limit: 10, ..f }).unwrap().iter().map(|j| j.jid.micros() / 1_000_000).collect()
+        };
+        assert_eq!(list(JobFilter::default()), vec![4, 3, 2, 1]);
+        assert_eq!(list(JobFilter { fun: Some("test.ping".into()), ..Default::default() }), vec![3, 1]);
+        assert_eq!(list(JobFilter { fun: Some("cmd.*".into()), ..Default::default() }), vec![4, 2]);
+        assert_eq!(list(JobFilter { target: Some("web*".into()), ..Default::default() }), vec![4]);
+        assert_eq!(list(JobFilter { since_ms: Some(2_500), ..Default::default() }), vec![4, 3]);
+        assert_eq!(store.list(&JobFilter { limit: 1, ..Default::default() }).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn prune_removes_old_jobs_with_their_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        for i in 1..=3u64 {
+            let jid = Jid::from_micros(i * 1_000_000);
+            store.put_job(&job(jid, &["a", "b"])).unwrap();
+            store.put_returns(&[ret(jid, "a", true), ret(jid, "b", true)]).unwrap();
+        }
+        assert_eq!(store.prune(Jid::from_micros(2_500_000)).unwrap(), 2);
+        assert!(store.job(Jid::from_micros(1_000_000)).unwrap().is_none());
+        assert!(store.returns(Jid::from_micros(2_000_000)).unwrap().is_empty());
+        assert!(store.counts(Jid::from_micros(2_000_000)).unwrap().is_none());
+        assert_eq!(store.returns(Jid::from_micros(3_000_000)).unwrap().len(), 2);
+        let all = store.list(&JobFilter { limit: 10, fun: Some("test.ping".into()), ..Default::default() }).unwrap();
+        assert_eq!(all.len(), 1, "the function index was pruned too");
     }
 }

@@ -167,8 +167,32 @@ pub enum CtlOp {
     KeyFinger(KeySelection),
     /// One job with its returns.
     JobShow { jid: Jid },
-    /// The newest jobs, newest first.
-    JobList { limit: usize },
+    /// The newest jobs matching a filter, newest first.
+    JobList(JobFilter),
+    /// Jobs with minions still running them or still to return.
+    JobActive,
+    /// The accepted minions matching a target, without running anything.
+    Resolve { target: Target },
+    /// Every accepted minion with its presence.
+    MinionList,
+    /// Cached grains of the minions matching a target.
+    Inventory { target: Target, grains: Vec<String> },
+}
+
+/// Which jobs `brine job list` shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobFilter {
+    /// At most this many (newest first).
+    pub limit: usize,
+    /// Only jobs of functions matching this glob.
+    #[serde(default)]
+    pub fun: Option<String>,
+    /// Only jobs whose target, as written, matches this glob.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Only jobs started at or after this Unix millisecond.
+    #[serde(default)]
+    pub since_ms: Option<u64>,
 }
 
 impl CtlOp {
@@ -182,7 +206,11 @@ impl CtlOp {
             CtlOp::KeyDelete(_) => "key.delete",
             CtlOp::KeyFinger(_) => "key.finger",
             CtlOp::JobShow { .. } => "job.show",
-            CtlOp::JobList { .. } => "job.list",
+            CtlOp::JobList(_) => "job.list",
+            CtlOp::JobActive => "job.active",
+            CtlOp::Resolve { .. } => "resolve",
+            CtlOp::MinionList => "minion.list",
+            CtlOp::Inventory { .. } => "inventory",
         }
     }
 }
@@ -250,6 +278,36 @@ pub enum CtlResult {
     Job(Box<JobReport>),
     /// A list of jobs.
     Jobs(Vec<JobSummary>),
+    /// Jobs still running somewhere.
+    Active(Vec<ActiveJob>),
+    /// Minion ids (a resolved target).
+    Minions(Vec<MinionId>),
+    /// Accepted minions and their presence.
+    MinionStatus(Vec<MinionInfo>),
+    /// Grains by minion.
+    Inventory(Vec<(MinionId, Map)>),
+}
+
+/// A line of `brine job active`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveJob {
+    pub summary: JobSummary,
+    /// Minions whose last heartbeat says they run it.
+    pub running: Vec<MinionId>,
+}
+
+/// A line of `brine minion list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinionInfo {
+    pub id: MinionId,
+    /// A heartbeat arrived within the master's presence timeout.
+    pub up: bool,
+    /// Milliseconds since the last heartbeat, if any arrived since the master started.
+    pub last_seen_ms: Option<u64>,
+    /// The brine version from the last heartbeat.
+    pub version: Option<String>,
+    /// The `os` and `osrelease` grains, if cached.
+    pub os: Option<String>,
 }
 
 /// What kind of refusal or failure a [`CtlError`] is; the CLI maps it to an exit code.

@@ -463,7 +463,7 @@ impl Parser {
                     _ => Err(self.err(tok.as_ref(), "this '(' is never closed")),
                 }
             }
-            Some(")") => Err(self.err(tok.as_ref(), "unexpected ')'")),
+            Some(")") => Err(self.err(tok.as_ref(), "expected a target before ')'")),
             Some("and") | Some("or") => Err(self.err(tok.as_ref(), "expected a target before this operator")),
             Some(_) => {
                 self.next += 1;
@@ -704,6 +704,7 @@ mod tests {
             ("web* or or db*", "or", "expected a target before"),
             ("( web*", "(", "never closed"),
             ("web* )", ")", "unexpected ')'"),
+            ("( web* or )", ")", "expected a target before ')'"),
             ("( and web* )", "and", "cannot follow '('"),
             ("web* db*", "db*", "expected 'and', 'or'"),
             ("X@foo", "X@foo", "unknown target type X@"),

@@ -198,7 +198,7 @@ impl TestMaster {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let mut input = std::io::Cursor::new(input.as_bytes().to_vec());
-        let mut io = Io { out: &mut out, err: &mut err, input: &mut input, color: false };
+        let mut io = Io { out: &mut out, err: &mut err, input: &mut input, color: false, progress: false };
         let code = brine_master::cli::run(cli, &mut io).await;
         CliOutput {
             code,

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     let mut err = std::io::stderr();
     let mut input = std::io::stdin().lock();
-    let mut io = Io { out: &mut out, err: &mut err, input: &mut input, color };
+    let progress = std::io::stderr().is_terminal();
+    let mut io = Io { out: &mut out, err: &mut err, input: &mut input, color, progress };
     ExitCode::from(runtime.block_on(run(cli, &mut io)))
 }

@@ -1,9 +1,8 @@
 //! `brine job`: read the job cache.
 
 use super::client::Operator;
-use super::{exit, fail, Io, OutFormat};
-use brine_proto::msg::{CtlOp, CtlResult};
-use brine_proto::output::{self, Color};
+use super::{cell, columns, exit, fail, render, Io, OutFormat};
+use brine_proto::msg::{CtlOp, CtlResult, JobFilter, JobSummary};
 use brine_proto::{Jid, Map, Value};
 use serde_json::json;
 
@@ -14,9 +13,32 @@ pub enum JobCommand {
         /// How many jobs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only jobs of functions matching this glob (`test.*`).
+        #[arg(long, short = 'f')]
+        function: Option<String>,
+        /// Only jobs whose target, as written, matches this glob.
+        #[arg(long, short = 't')]
+        target: Option<String>,
+        /// Only jobs started within this long (`30m`, `2h`, `1d`).
+        #[arg(long, value_parser = brine_proto::config::parse_duration)]
+        since: Option<std::time::Duration>,
         /// Output format.
         #[arg(long = "out", value_enum, default_value_t = OutFormat::Table)]
         out: OutFormat,
+    },
+    /// Jobs still running on minions or still waiting for returns.
+    Active {
+        /// Output format.
+        #[arg(long = "out", value_enum, default_value_t = OutFormat::Table)]
+        out: OutFormat,
+    },
+    /// Stop a running job on every minion that has not returned yet.
+    Kill {
+        /// The job id.
+        jid: Jid,
+        /// Seconds to wait for the minions to confirm.
+        #[arg(short, long, default_value_t = 5.0)]
+        timeout: f64,
     },
     /// One job's returns (like salt-run jobs.lookup_jid), or its totals with --summary.
     Show {
@@ -33,77 +55,102 @@ pub enum JobCommand {
 
 fn print(io: &mut Io<'_>, format: OutFormat, doc: &Value) {
     let text = match format {
-        OutFormat::Nested => output::nested(doc, if io.color { Color::Ok } else { Color::Off }),
-        OutFormat::Json => output::json(doc),
-        OutFormat::Yaml => output::yaml(doc),
-        OutFormat::Txt => {
-            doc.as_object().map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect()).unwrap_or_default()
-        }
-        OutFormat::Quiet => String::new(),
         OutFormat::Table => table(doc),
+        other => render(other, doc, io.color),
     };
     let _ = io.out.write_all(text.as_bytes());
 }
 
 /// Jobs as aligned columns, in the order the master listed them (newest first).
 fn table(doc: &Value) -> String {
-    let Some(jobs) = doc.as_object() else {
-        return String::new();
-    };
-    let cell = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let mut rows =
-        vec![["JID", "FUNCTION", "TARGET", "USER", "RETURNED", "FAILED", "STARTED"].map(String::from).to_vec()];
-    for (jid, j) in jobs.iter() {
-        rows.push(vec![
-            jid.clone(),
-            cell(&j["Function"]),
-            cell(&j["Target"]),
-            cell(&j["User"]),
-            format!("{}/{}", cell(&j["Returned"]), cell(&j["Targeted"])),
-            cell(&j["Failed"]),
-            cell(&j["StartTime"]),
-        ]);
-    }
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    let rows = doc
+        .as_object()
+        .map(|jobs| {
+            jobs.iter()
+                .map(|(jid, j)| {
+                    vec![
+                        jid.clone(),
+                        cell(&j["Function"]),
+                        cell(&j["Target"]),
+                        cell(&j["User"]),
+                        format!("{}/{}", cell(&j["Returned"]), cell(&j["Targeted"])),
+                        cell(&j["Failed"]),
+                        cell(&j["StartTime"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    columns(&["JID", "FUNCTION", "TARGET", "USER", "RETURNED", "FAILED", "STARTED"], rows)
+}
+
+fn summary_doc(j: &JobSummary) -> Value {
+    json!({
+        "Function": j.fun,
+        "Target": j.target.to_string(),
+        "User": j.user,
+        "StartTime": brine_proto::time::format_ms(j.started_at),
+        "Targeted": j.counts.targeted,
+        "Returned": j.counts.returned,
+        "Succeeded": j.counts.succeeded,
+        "Failed": j.counts.failed,
+    })
 }
 
 pub async fn run(op: &Operator, cmd: JobCommand, io: &mut Io<'_>) -> u8 {
     match cmd {
-        JobCommand::List { limit, out } => match op.request(CtlOp::JobList { limit }).await {
-            Ok(CtlResult::Jobs(jobs)) => {
-                let mut doc = Map::new();
-                for j in jobs {
-                    doc.insert(
-                        j.jid.to_string(),
-                        json!({
-                            "Function": j.fun,
-                            "Target": j.target.to_string(),
-                            "User": j.user,
-                            "StartTime": brine_proto::time::format_ms(j.started_at),
-                            "Targeted": j.counts.targeted,
-                            "Returned": j.counts.returned,
-                            "Succeeded": j.counts.succeeded,
-                            "Failed": j.counts.failed,
-                        }),
-                    );
+        JobCommand::List { limit, function, target, since, out } => {
+            let since_ms = since.map(|d| brine_proto::time::now_ms().saturating_sub(d.as_millis() as u64));
+            let filter = JobFilter { limit, fun: function, target, since_ms };
+            match op.request(CtlOp::JobList(filter)).await {
+                Ok(CtlResult::Jobs(jobs)) => {
+                    let doc: Map = jobs.iter().map(|j| (j.jid.to_string(), summary_doc(j))).collect();
+                    print(io, out, &Value::Object(doc));
+                    exit::OK
                 }
-                print(io, out, &Value::Object(doc));
+                Ok(CtlResult::Error(e)) => fail(io, e.message),
+                Ok(other) => fail(io, format!("unexpected answer {other:?}")),
+                Err(e) => fail(io, e),
+            }
+        }
+        JobCommand::Active { out } => match op.request(CtlOp::JobActive).await {
+            Ok(CtlResult::Active(jobs)) => {
+                if out == OutFormat::Table {
+                    let rows = jobs
+                        .iter()
+                        .map(|a| {
+                            let j = &a.summary;
+                            let running: Vec<&str> = a.running.iter().map(|m| m.as_str()).collect();
+                            vec![
+                                j.jid.to_string(),
+                                j.fun.clone(),
+                                j.target.to_string(),
+                                format!("{}/{}", j.counts.returned, j.counts.targeted),
+                                running.join(","),
+                                brine_proto::time::format_ms(j.started_at),
+                            ]
+                        })
+                        .collect();
+                    let text = columns(&["JID", "FUNCTION", "TARGET", "RETURNED", "RUNNING ON", "STARTED"], rows);
+                    let _ = io.out.write_all(text.as_bytes());
+                } else {
+                    let doc: Map = jobs
+                        .iter()
+                        .map(|a| {
+                            let mut d = summary_doc(&a.summary);
+                            d["Running"] = json!(a.running);
+                            (a.summary.jid.to_string(), d)
+                        })
+                        .collect();
+                    print(io, out, &Value::Object(doc));
+                }
                 exit::OK
             }
             Ok(CtlResult::Error(e)) => fail(io, e.message),
             Ok(other) => fail(io, format!("unexpected answer {other:?}")),
             Err(e) => fail(io, e),
         },
+        JobCommand::Kill { jid, timeout } => kill(op, jid, timeout, io).await,
         JobCommand::Show { jid, summary, out } => match op.request(CtlOp::JobShow { jid }).await {
             Ok(CtlResult::Job(report)) => {
                 let c = &report.counts;
@@ -139,4 +186,23 @@ pub async fn run(op: &Operator, cmd: JobCommand, io: &mut Io<'_>) -> u8 {
             Err(e) => fail(io, e),
         },
     }
+}
+
+/// Sends `saltutil.kill_job JID` to the job's minions that have not returned.
+async fn kill(op: &Operator, jid: Jid, timeout: f64, io: &mut Io<'_>) -> u8 {
+    let report = match op.request(CtlOp::JobShow { jid }).await {
+        Ok(CtlResult::Job(r)) => r,
+        Ok(CtlResult::Error(e)) => return fail(io, e.message),
+        Ok(other) => return fail(io, format!("unexpected answer {other:?}")),
+        Err(e) => return fail(io, e),
+    };
+    let returned: Vec<&str> = report.returns.iter().map(|r| r.id.as_str()).collect();
+    let pending: Vec<String> =
+        report.job.minions.iter().filter(|m| !returned.contains(&m.as_str())).map(|m| m.to_string()).collect();
+    if pending.is_empty() {
+        let _ = writeln!(io.out, "Job {jid} is not running: every minion has returned.");
+        return exit::OK;
+    }
+    let args = super::run::RunArgs::internal(pending.join(","), "saltutil.kill_job", vec![jid.to_string()], timeout);
+    super::run::run(op, args, io).await
 }

@@ -6,7 +6,9 @@
 pub mod client;
 mod job;
 mod key;
+mod minion;
 mod run;
+mod watch;
 
 pub(crate) use key::past;
 
@@ -86,9 +88,14 @@ pub enum Command {
     /// Manage minion keys (like salt-key).
     #[command(subcommand)]
     Key(key::KeyCommand),
-    /// Read the job cache (like salt-run jobs.*).
+    /// Read the job cache and manage running jobs (like salt-run jobs.*).
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Which minions are up (like salt-run manage.*).
+    #[command(subcommand)]
+    Minion(minion::MinionCommand),
+    /// The fleet's grains as a table, JSON or CSV: the CMDB view.
+    Inventory(minion::InventoryArgs),
 }
 
 /// Where a command reads and writes.
@@ -98,6 +105,8 @@ pub struct Io<'a> {
     pub input: &'a mut dyn BufRead,
     /// Whether stdout gets colour.
     pub color: bool,
+    /// Whether stderr is a terminal (progress is shown there).
+    pub progress: bool,
 }
 
 /// Whether to colour, given the choice and whether stdout is a terminal.
@@ -129,10 +138,56 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
         Command::Run(args) => run::run(&op, args, io).await,
         Command::Key(cmd) => key::run(&op, cmd, io).await,
         Command::Job(cmd) => job::run(&op, cmd, io).await,
+        Command::Minion(cmd) => minion::run(&op, cmd, io).await,
+        Command::Inventory(args) => minion::inventory(&op, args, io).await,
     };
     let _ = op.client.flush().await;
     let _ = io.out.flush();
     code
+}
+
+/// A document in the chosen format. `Table` renders `{id: value}` as two columns.
+pub(crate) fn render(format: OutFormat, doc: &brine_proto::Value, color: bool) -> String {
+    use brine_proto::output::{self, Color};
+    match format {
+        OutFormat::Nested => output::nested(doc, if color { Color::Ok } else { Color::Off }),
+        OutFormat::Json => output::json(doc),
+        OutFormat::Yaml => output::yaml(doc),
+        OutFormat::Txt => {
+            doc.as_object().map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect()).unwrap_or_default()
+        }
+        OutFormat::Quiet => String::new(),
+        OutFormat::Table => {
+            let rows =
+                doc.as_object().map(|m| m.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect()).unwrap_or_default();
+            columns(&["MINION", "RETURN"], rows)
+        }
+    }
+}
+
+/// A value in one table cell: strings as they are, the rest as compact JSON.
+pub(crate) fn cell(v: &brine_proto::Value) -> String {
+    match v {
+        brine_proto::Value::String(s) => s.replace('\n', " "),
+        other => other.to_string(),
+    }
+}
+
+/// Aligned columns under a header.
+pub(crate) fn columns(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let n = header.len();
+    let mut all = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    all.extend(rows);
+    let widths: Vec<usize> =
+        (0..n).map(|c| all.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in all {
+        let line: Vec<String> =
+            (0..n).map(|c| format!("{:<w$}", r.get(c).map_or("", String::as_str), w = widths[c])).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Reports a failed request; always "nothing ran".

@@ -1,12 +1,12 @@
 //! `brine run`: publish a job and print the returns as they arrive.
 
 use super::client::Operator;
-use super::{exit, fail, Io, OutFormat};
+use super::watch::{Event, Missing, StartError, Step, Watcher};
+use super::{exit, fail, render, Io, OutFormat};
 use brine_proto::msg::{CtlErrorKind, CtlOp, CtlResult, RunRequest};
 use brine_proto::output::{self, Color};
 use brine_proto::{Map, Target, Value};
-use futures::StreamExt;
-use std::collections::BTreeSet;
+use std::io::Write;
 use std::time::Duration;
 
 /// How to read the target expression (at most one; glob on the id by default).
@@ -82,19 +82,32 @@ pub struct RunArgs {
     pub args: Vec<String>,
     #[command(flatten)]
     pub kind: TargetKind,
-    /// Seconds to wait for returns.
+    /// Seconds to wait for returns; minions still running the job then get more time.
     #[arg(short, long, default_value_t = 5.0, value_name = "SECONDS")]
     pub timeout: f64,
+    /// Longest extra wait for minions that are still running the job, in seconds.
+    #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
+    pub max_wait: f64,
     /// Output format.
     #[arg(long = "out", value_enum, default_value_t = OutFormat::Nested)]
     pub out: OutFormat,
+    /// Write the output to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out_file: Option<std::path::PathBuf>,
     /// Print all returns together at the end (one document with --out json).
     #[arg(long = "static")]
     pub static_out: bool,
     /// Print the JID and return at once; read the returns later with `brine job show`.
-    #[arg(long = "async")]
+    #[arg(long = "async", conflicts_with = "batch")]
     pub async_: bool,
-    /// Show the JID and which minions did not return.
+    /// Run on N minions at a time (or N% of the targeted minions), starting the next as
+    /// each finishes.
+    #[arg(short, long, value_name = "N|N%")]
+    pub batch: Option<String>,
+    /// Seconds to wait after a minion finishes before starting the next (with --batch).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS", requires = "batch")]
+    pub batch_wait: f64,
+    /// Show the JID, and list the minions that did not return by reason.
     #[arg(short, long)]
     pub verbose: bool,
     /// Do not list minions that did not return (they then do not fail the command).
@@ -102,148 +115,319 @@ pub struct RunArgs {
     pub hide_timeout: bool,
 }
 
-fn print_one(io: &mut Io<'_>, format: OutFormat, id: &str, ret: &Value, failed: bool) {
-    let mut doc = Map::new();
-    doc.insert(id.to_string(), ret.clone());
-    let doc = Value::Object(doc);
-    let text = match format {
-        OutFormat::Nested => {
-            let color = match (io.color, failed) {
-                (false, _) => Color::Off,
-                (true, false) => Color::Ok,
-                (true, true) => Color::Failed,
-            };
-            output::nested(&doc, color)
+impl RunArgs {
+    /// Arguments for a run started by another command (`brine job kill`).
+    pub fn internal(list: String, fun: &str, args: Vec<String>, timeout: f64) -> RunArgs {
+        RunArgs {
+            target: list,
+            fun: fun.to_string(),
+            args,
+            kind: TargetKind { list: true, ..TargetKind::default() },
+            timeout,
+            max_wait: 0.0,
+            out: OutFormat::Nested,
+            out_file: None,
+            static_out: false,
+            async_: false,
+            batch: None,
+            batch_wait: 0.0,
+            verbose: false,
+            hide_timeout: false,
         }
-        OutFormat::Json => output::json(&doc),
-        OutFormat::Yaml => output::yaml(&doc),
-        OutFormat::Txt => output::txt(id, ret),
-        OutFormat::Quiet => String::new(),
-        OutFormat::Table => output::nested(&doc, Color::Off),
+    }
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration, String> {
+    if (0.0..1e9).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{name} {v} is not a number of seconds"))
+    }
+}
+
+/// How many minions a batch runs at once: `N` or `N%` of `total` (at least one).
+pub fn batch_size(spec: &str, total: usize) -> Result<usize, String> {
+    let bad = || format!("--batch {spec:?} is not a count (10) or a percentage (25%)");
+    let n = match spec.trim().strip_suffix('%') {
+        Some(p) => {
+            let pct: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(pct > 0.0 && pct <= 100.0) {
+                return Err(bad());
+            }
+            ((total as f64) * pct / 100.0).ceil() as usize
+        }
+        None => spec.trim().parse::<usize>().map_err(|_| bad())?,
     };
-    let _ = io.out.write_all(text.as_bytes());
-    let _ = io.out.flush();
+    if n == 0 {
+        return Err(bad());
+    }
+    Ok(n.max(1))
+}
+
+/// Where returns are written and how.
+struct Printer {
+    format: OutFormat,
+    color: bool,
+    static_out: bool,
+    hide_timeout: bool,
+    collected: Map,
+    failed: bool,
+    missing: Vec<(String, Missing)>,
+}
+
+impl Printer {
+    fn one(&mut self, out: &mut dyn Write, id: &str, ret: &Value, failed: bool) {
+        if self.static_out {
+            self.collected.insert(id.to_string(), ret.clone());
+            return;
+        }
+        let mut doc = Map::new();
+        doc.insert(id.to_string(), ret.clone());
+        let doc = Value::Object(doc);
+        let text = match self.format {
+            OutFormat::Nested => {
+                let color = match (self.color, failed) {
+                    (false, _) => Color::Off,
+                    (true, false) => Color::Ok,
+                    (true, true) => Color::Failed,
+                };
+                output::nested(&doc, color)
+            }
+            OutFormat::Txt => output::txt(id, ret),
+            other => render(other, &doc, false),
+        };
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+
+    fn event(&mut self, out: &mut dyn Write, ev: Event) {
+        match ev {
+            Event::Return(r) => {
+                self.failed |= !r.success;
+                self.one(out, r.id.as_str(), &r.ret, !r.success);
+            }
+            Event::Finished { jid, missing } => {
+                if self.hide_timeout {
+                    return;
+                }
+                for (id, why) in &missing {
+                    let text = match why {
+                        Missing::NotConnected => "Minion did not return. [Not connected]".to_string(),
+                        Missing::StillRunning => format!(
+                            "Minion did not return. [Still running]\nThe job is still running on this minion. To look \
+                             up the return data for this job later, run the following command:\n\nbrine job show {jid}"
+                        ),
+                        Missing::NoResponse => format!(
+                            "Minion did not return. [No response]\nThe minions may not have all finished running and any \
+                             remaining minions will return upon completion. To look up the return data for this job later, \
+                             run the following command:\n\nbrine job show {jid}"
+                        ),
+                    };
+                    self.one(out, id, &Value::String(text), true);
+                }
+                self.missing.extend(missing);
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut dyn Write) {
+        if self.static_out {
+            let doc = Value::Object(std::mem::take(&mut self.collected));
+            let text = match self.format {
+                OutFormat::Nested => output::nested(&doc, if self.color { Color::Ok } else { Color::Off }),
+                other => render(other, &doc, false),
+            };
+            let _ = out.write_all(text.as_bytes());
+        }
+        let _ = out.flush();
+    }
 }
 
 pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
-    let target = args.kind.target(&args.target);
-    if !(args.timeout.is_finite() && args.timeout >= 0.0) {
-        return fail(io, format!("--timeout {} is not a number of seconds", args.timeout));
-    }
-    let (arg, kwarg) = brine_proto::args::parse_cli_args(&args.args);
-    let stream_to = (!args.async_).then(|| op.stream_subject());
-    let mut stream = match &stream_to {
-        Some(s) => match op.client.subscribe(s.clone()).await {
-            Ok(sub) => Some(sub),
-            Err(e) => return fail(io, e),
+    let (timeout, max_wait, batch_wait) = match (
+        secs("--timeout", args.timeout),
+        secs("--max-wait", args.max_wait),
+        secs("--batch-wait", args.batch_wait),
+    ) {
+        (Ok(t), Ok(m), Ok(b)) => (t, m, b),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(io, e),
+    };
+    let mut file;
+    let out: &mut dyn Write = match &args.out_file {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => {
+                file = f;
+                &mut file
+            }
+            Err(e) => return fail(io, format!("cannot write {}: {e}", path.display())),
         },
-        None => None,
+        None => &mut *io.out,
     };
-    let req = RunRequest { target, fun: args.fun.clone(), arg, kwarg, stream_to };
-    let started = match op.request(CtlOp::Run(req)).await {
-        Ok(CtlResult::RunStarted(s)) => s,
-        Ok(CtlResult::Error(e)) if e.kind == CtlErrorKind::NoMatch => {
-            let _ = writeln!(io.out, "{}", e.message);
-            let _ = writeln!(io.err, "ERROR: No return received");
-            return exit::NOTHING_RAN;
-        }
-        Ok(CtlResult::Error(e)) => return fail(io, e.message),
-        Ok(other) => return fail(io, format!("unexpected answer {other:?}")),
-        Err(e) => return fail(io, e),
+    let target = args.kind.target(&args.target);
+    let (arg, kwarg) = brine_proto::args::parse_cli_args(&args.args);
+    let mut printer = Printer {
+        format: args.out,
+        color: io.color && args.out_file.is_none(),
+        static_out: args.static_out,
+        hide_timeout: args.hide_timeout,
+        collected: Map::new(),
+        failed: false,
+        missing: Vec::new(),
     };
-    let jid = started.jid;
+
     if args.async_ {
-        let _ = writeln!(io.out, "Executed command with job ID: {jid}");
-        return exit::OK;
+        let req = RunRequest { target, fun: args.fun.clone(), arg, kwarg, stream_to: None };
+        return match op.request(CtlOp::Run(req)).await {
+            Ok(CtlResult::RunStarted(s)) => {
+                let _ = writeln!(out, "Executed command with job ID: {}", s.jid);
+                exit::OK
+            }
+            Ok(CtlResult::Error(e)) => refused(out, io.err, e.kind, &e.message),
+            Ok(other) => report(io.err, format!("unexpected answer {other:?}")),
+            Err(e) => report(io.err, e),
+        };
     }
-    if args.verbose {
-        let line = format!("Executing job with jid {jid}");
-        let _ = writeln!(io.out, "{line}\n{}\n", "-".repeat(line.len()));
-    }
-    let targeted: BTreeSet<String> = started.minions.iter().map(|m| m.to_string()).collect();
-    let offline: BTreeSet<String> = started.offline.iter().map(|m| m.to_string()).collect();
-    let mut returned: BTreeSet<String> = BTreeSet::new();
-    let mut any_failed = false;
-    let mut collected = Map::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.timeout);
-    let Some(sub) = stream.as_mut() else {
-        return exit::OK;
+
+    let mut watcher = match Watcher::new(op, timeout, max_wait).await {
+        Ok(w) => w,
+        Err(e) => return report(io.err, e),
     };
-    // Offline minions cannot receive the job, so stop once everyone else answered.
-    let waiting_for =
-        |returned: &BTreeSet<String>| targeted.iter().any(|m| !returned.contains(m) && !offline.contains(m));
-    while waiting_for(&returned) {
-        let msg = match tokio::time::timeout_at(deadline, sub.next()).await {
-            Ok(Some(m)) => m,
-            Ok(None) | Err(_) => break,
-        };
-        let reply = match op.open_reply(&msg.payload) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = writeln!(io.err, "WARNING: ignoring a message: {e}");
-                continue;
+    match &args.batch {
+        None => {
+            match watcher.start(target, &args.fun, arg, kwarg).await {
+                Ok(started) => {
+                    if args.verbose {
+                        let line = format!("Executing job with jid {}", started.jid);
+                        let _ = writeln!(out, "{line}\n{}\n", "-".repeat(line.len()));
+                    }
+                }
+                Err(StartError::Refused { kind, message }) => return refused(out, io.err, kind, &message),
+                Err(StartError::Client(e)) => return report(io.err, e),
             }
-        };
-        let CtlResult::Returns(rets) = reply.result else {
-            continue;
-        };
-        for r in rets {
-            if r.jid != jid || !targeted.contains(r.id.as_str()) || !returned.insert(r.id.to_string()) {
-                continue;
-            }
-            let failed = !r.success;
-            any_failed |= failed;
-            if args.static_out {
-                collected.insert(r.id.to_string(), r.ret);
-            } else {
-                print_one(io, args.out, r.id.as_str(), &r.ret, failed);
+            while let Step::Event(ev) = watcher.next(None).await {
+                printer.event(out, ev);
             }
         }
-    }
-    let mut missing: Vec<(String, bool)> =
-        targeted.iter().filter(|m| !returned.contains(*m)).map(|m| (m.clone(), offline.contains(m))).collect();
-    missing.extend(started.missing.iter().map(|m| (m.clone(), false)));
-    if !args.hide_timeout {
-        for (id, is_offline) in &missing {
-            let text = if *is_offline {
-                "Minion did not return. [Not connected]".to_string()
-            } else {
-                format!(
-                    "Minion did not return. [No response]\nThe minions may not have all finished running and any \
-                     remaining minions will return upon completion. To look up the return data for this job later, \
-                     run the following command:\n\nbrine job show {jid}"
-                )
+        Some(spec) => {
+            let minions = match op.request(CtlOp::Resolve { target }).await {
+                Ok(CtlResult::Minions(m)) => m,
+                Ok(CtlResult::Error(e)) => return refused(out, io.err, e.kind, &e.message),
+                Ok(other) => return report(io.err, format!("unexpected answer {other:?}")),
+                Err(e) => return report(io.err, e),
             };
-            if args.static_out {
-                collected.insert(id.clone(), Value::String(text));
-            } else {
-                print_one(io, args.out, id, &Value::String(text), true);
+            if minions.is_empty() {
+                return refused(out, io.err, CtlErrorKind::NoMatch, NO_MATCH);
+            }
+            let size = match batch_size(spec, minions.len()) {
+                Ok(n) => n,
+                Err(e) => return report(io.err, e),
+            };
+            let total = minions.len();
+            let mut done = 0;
+            let mut queue: std::collections::VecDeque<_> = minions.into_iter().collect();
+            let mut next_start = tokio::time::Instant::now();
+            loop {
+                let now = tokio::time::Instant::now();
+                while watcher.in_flight() < size && now >= next_start {
+                    let Some(m) = queue.pop_front() else { break };
+                    if printer.format == OutFormat::Nested && !printer.static_out {
+                        let _ = writeln!(out, "\nExecuting run on ['{m}']\n");
+                    }
+                    match watcher.start(Target::List(vec![m.to_string()]), &args.fun, arg.clone(), kwarg.clone()).await
+                    {
+                        Ok(started) if args.verbose => {
+                            let _ = writeln!(out, "jid:\n    {}", started.jid);
+                        }
+                        Ok(_) => {}
+                        Err(StartError::Refused { message, .. }) => {
+                            printer.failed = true;
+                            let _ = writeln!(io.err, "ERROR: {m}: {message}");
+                        }
+                        Err(StartError::Client(e)) => return report(io.err, e),
+                    }
+                }
+                let until = (!queue.is_empty() && watcher.in_flight() < size).then_some(next_start);
+                match watcher.next(until).await {
+                    Step::Event(ev) => {
+                        if matches!(ev, Event::Finished { .. }) {
+                            next_start = tokio::time::Instant::now() + batch_wait;
+                            done += 1;
+                            if io.progress {
+                                let _ = write!(io.err, "\r{done}/{total} minions done");
+                                let _ = io.err.flush();
+                            }
+                        }
+                        printer.event(out, ev);
+                    }
+                    Step::Timeout => {}
+                    Step::Idle if queue.is_empty() => {
+                        if io.progress {
+                            let _ = writeln!(io.err);
+                        }
+                        break;
+                    }
+                    Step::Idle => {
+                        if let Some(wait) = next_start.checked_duration_since(tokio::time::Instant::now()) {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                }
             }
         }
     }
-    if args.static_out {
-        let doc = Value::Object(collected);
-        let text = match args.out {
-            OutFormat::Nested => output::nested(&doc, if io.color { Color::Ok } else { Color::Off }),
-            OutFormat::Json => output::json(&doc),
-            OutFormat::Yaml => output::yaml(&doc),
-            OutFormat::Txt => {
-                doc.as_object().map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect()).unwrap_or_default()
+    printer.finish(out);
+    if args.verbose && !printer.missing.is_empty() {
+        for (label, kind) in [
+            ("Minions not connected", Missing::NotConnected),
+            ("Minions still running", Missing::StillRunning),
+            ("Minions not responding", Missing::NoResponse),
+        ] {
+            let ids: Vec<&str> = printer.missing.iter().filter(|(_, k)| *k == kind).map(|(m, _)| m.as_str()).collect();
+            if !ids.is_empty() {
+                let _ = writeln!(io.err, "{label}: {}", ids.join(" "));
             }
-            OutFormat::Quiet => String::new(),
-            OutFormat::Table => output::nested(&doc, Color::Off),
-        };
-        let _ = io.out.write_all(text.as_bytes());
+        }
     }
-    if args.verbose && !missing.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|(m, _)| m.as_str()).collect();
-        let _ = writeln!(io.err, "Minions that did not return: {}", names.join(" "));
-    }
-    let missing_fails = !args.hide_timeout && !missing.is_empty();
-    if any_failed || missing_fails {
+    let missing_fails = !args.hide_timeout && !printer.missing.is_empty();
+    if printer.failed || missing_fails {
         let _ = writeln!(io.err, "ERROR: Minions returned with non-zero exit code");
         exit::FAILED
     } else {
         exit::OK
+    }
+}
+
+const NO_MATCH: &str = "No minions matched the target. No command was sent, no jid was assigned.";
+
+/// A refused request: nothing ran.
+fn refused(out: &mut dyn Write, err: &mut dyn Write, kind: CtlErrorKind, message: &str) -> u8 {
+    if kind == CtlErrorKind::NoMatch {
+        let _ = writeln!(out, "{message}");
+        let _ = writeln!(err, "ERROR: No return received");
+    } else {
+        let _ = writeln!(err, "ERROR: {message}");
+    }
+    exit::NOTHING_RAN
+}
+
+fn report(err: &mut dyn Write, e: impl std::fmt::Display) -> u8 {
+    let _ = writeln!(err, "ERROR: {e}");
+    exit::NOTHING_RAN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_sizes_are_counts_or_percentages() {
+        assert_eq!(batch_size("1", 3), Ok(1));
+        assert_eq!(batch_size("10", 3), Ok(10));
+        assert_eq!(batch_size("50%", 3), Ok(2));
+        assert_eq!(batch_size("1%", 3), Ok(1));
+        assert_eq!(batch_size("100%", 7), Ok(7));
+        for bad in ["0", "0%", "-1", "abc", "150%", ""] {
+            assert!(batch_size(bad, 3).is_err(), "{bad}");
+        }
     }
 }

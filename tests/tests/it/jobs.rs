@@ -75,7 +75,7 @@ async fn unknown_functions_and_empty_targets_are_clear_errors() {
 
     let out = master.cli(&["run", "web[", "test.ping"]).await;
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("bad glob \"web[\""), "{out:?}");
+    assert!(out.stderr.contains("bad target at \"web[\" (character 0): bad glob"), "{out:?}");
 
     let out = master.cli(&["run", "*", "notafunction"]).await;
     assert_eq!(out.code, 2);

@@ -3,6 +3,7 @@
 mod binaries;
 mod external;
 mod faults;
+mod jobcontrol;
 mod jobs;
 mod keys;
 mod security;
