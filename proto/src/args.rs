@@ -146,10 +146,17 @@ fn integer(s: &str) -> Option<Value> {
     } else if let Some(bin) = clean.strip_prefix("0b") {
         i128::from_str_radix(bin, 2).ok()?
     } else if clean.len() > 1 && clean.starts_with('0') {
-        // YAML 1.1 octal.
-        i128::from_str_radix(&clean[1..], 8).ok()?
+        // What YAML 1.1 calls octal, Salt reads as decimal with the zeros dropped
+        // (`0644` is 644, which file modes then read as octal digits); a leading zero
+        // followed by 8 or 9 is no number at all.
+        if !clean.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return None;
+        }
+        clean.parse().ok()?
     } else if clean.bytes().all(|b| b.is_ascii_digit()) {
         clean.parse().ok()?
+    } else if let Some(v) = sexagesimal(&clean) {
+        v
     } else {
         return None;
     };
@@ -161,6 +168,29 @@ fn integer(s: &str) -> Option<Value> {
     } else {
         None
     }
+}
+
+/// YAML 1.1 base-60 integers: `12:30` is 750, `1:2:3` is 3723.
+fn sexagesimal(s: &str) -> Option<i128> {
+    let mut parts = s.split(':');
+    let first = parts.next()?;
+    if first.is_empty() || first.starts_with('0') || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: i128 = first.parse().ok()?;
+    let mut any = false;
+    for p in parts {
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: i128 = p.parse().ok()?;
+        if n > 59 {
+            return None;
+        }
+        v = v.checked_mul(60)?.checked_add(n)?;
+        any = true;
+    }
+    any.then_some(v)
 }
 
 fn float(s: &str) -> Option<Value> {
@@ -205,7 +235,15 @@ mod tests {
         assert_eq!(typed("-7"), json!(-7));
         assert_eq!(typed("2.5"), json!(2.5));
         assert_eq!(typed("0x1f"), json!(31));
-        assert_eq!(typed("010"), json!(8));
+        assert_eq!(typed("010"), json!(10), "leading zeros are dropped, as Salt does");
+        assert_eq!(typed("0644"), json!(644));
+        assert_eq!(typed("08"), json!("08"));
+        assert_eq!(typed("0o17"), json!("0o17"));
+        assert_eq!(typed("0b11"), json!(3));
+        assert_eq!(typed("12:30"), json!(750));
+        assert_eq!(typed("1:2:3"), json!(3723));
+        assert_eq!(typed("1:75"), json!("1:75"));
+        assert_eq!(typed("+5"), json!(5));
         assert_eq!(typed("yes"), json!(true));
         assert_eq!(typed("Off"), json!(false));
         assert_eq!(typed("true"), json!(true));
