@@ -53,7 +53,7 @@ impl Ingest {
                 pull::Config {
                     durable_name: Some("master".into()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    ack_wait: Duration::from_secs(10),
                     max_ack_pending: 50_000,
                     ..Default::default()
                 },

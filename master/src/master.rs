@@ -189,8 +189,6 @@ impl Master {
             (None, NatsMode::External { url, .. }) => url.clone(),
             (None, NatsMode::Embedded { .. }) => unreachable!("embedded mode always has a server"),
         };
-        std::fs::write(cfg.client_url_path(), format!("{client_url}\n"))
-            .map_err(|source| StartError::Write { path: cfg.client_url_path(), source })?;
 
         let shared = Arc::new(Shared {
             cfg,
@@ -227,6 +225,10 @@ impl Master {
         // Make sure the subscriptions are registered with the server before anyone is
         // told the master is up.
         let _ = shared.client.flush().await;
+        // Written last: its presence tells local tools the master is ready.
+        let url_path = shared.cfg.client_url_path();
+        std::fs::write(&url_path, format!("{client_url}\n"))
+            .map_err(|source| StartError::Write { path: url_path.clone(), source })?;
         tracing::info!(nats = %client_url, prefix = shared.cfg.subjects.prefix(), "brine-master is up");
         Ok(Master { shared, tasks })
     }

@@ -211,30 +211,17 @@ impl Layout {
         std::fs::rename(&tmp, self.conf()).map_err(self.io(&self.conf()))
     }
 
-    /// Stops a server left running by a master that died without stopping it.
-    async fn stop_stale(&self) {
-        let Ok(pid) = std::fs::read_to_string(self.pid_file()) else {
-            return;
-        };
-        let Ok(pid) = pid.trim().parse::<i32>() else {
-            return;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    /// A server left running by a master that died without stopping it: its pid and
+    /// client port, if it runs our config.
+    fn left_running(&self) -> Option<(i32, u16)> {
+        let pid: i32 = std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let conf = self.conf().display().to_string();
         if !String::from_utf8_lossy(&cmdline).contains(&conf) {
-            return;
+            return None;
         }
-        tracing::warn!(pid, "stopping a nats-server left running by a previous master");
-        let pid = nix::unistd::Pid::from_raw(pid);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..100 {
-            if nix::sys::signal::kill(pid, None).is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let port = self.read_port(Some(pid as u32), None)?;
+        Some((pid, port))
     }
 
     fn log_tail(&self) -> String {
@@ -308,6 +295,60 @@ enum Cmd {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// The server process being supervised: our child, or one a previous master started.
+enum Server {
+    Child(Child),
+    /// Adopted by pid: it cannot be waited for, only watched.
+    Adopted(i32),
+}
+
+impl Server {
+    fn pid(&self) -> Option<i32> {
+        match self {
+            Server::Child(c) => c.id().map(|p| p as i32),
+            Server::Adopted(pid) => Some(*pid),
+        }
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    }
+
+    /// Resolves when the process has exited.
+    async fn exited(&mut self) {
+        match self {
+            Server::Child(c) => {
+                let _ = c.wait().await;
+            }
+            Server::Adopted(pid) => {
+                let pid = nix::unistd::Pid::from_raw(*pid);
+                while nix::sys::signal::kill(pid, None).is_ok() && !is_zombie(pid.as_raw()) {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(5), self.exited()).await.is_ok() {
+            return;
+        }
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.exited()).await;
+    }
+}
+
+/// Whether a process has exited and waits for its parent to reap it.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(true)
+}
+
 /// Handle to the supervised server.
 #[derive(Clone)]
 pub struct EmbeddedNats {
@@ -317,18 +358,35 @@ pub struct EmbeddedNats {
 }
 
 impl EmbeddedNats {
-    /// Writes the config, starts the server and the task that supervises it.
+    /// Writes the config and starts the server, or adopts the one a crashed master left
+    /// running (so the fleet stays connected across a master crash), and starts the
+    /// task that supervises it.
     pub async fn start(layout: Layout, users_section: String) -> Result<EmbeddedNats, NatsError> {
         std::fs::create_dir_all(&layout.dir).map_err(layout.io(&layout.dir))?;
-        layout.stop_stale().await;
         let fixed = (layout.listen.port() != 0).then_some(layout.listen.port());
-        layout.write_conf(&layout.render(fixed, &users_section))?;
-        let (child, port) = layout.spawn(fixed).await?;
+        let (server, port) = match layout.left_running() {
+            Some((pid, port)) if fixed.is_none_or(|f| f == port) => {
+                tracing::warn!(pid, port, "adopting the nats-server a previous master left running");
+                layout.write_conf(&layout.render(Some(port), &users_section))?;
+                let server = Server::Adopted(pid);
+                server.signal(nix::sys::signal::Signal::SIGHUP);
+                (server, port)
+            }
+            other => {
+                if let Some((pid, _)) = other {
+                    tracing::warn!(pid, "stopping a nats-server left running on another port");
+                    Server::Adopted(pid).stop().await;
+                }
+                layout.write_conf(&layout.render(fixed, &users_section))?;
+                let (child, port) = layout.spawn(fixed).await?;
+                (Server::Child(child), port)
+            }
+        };
         // From now on the port is fixed, so a restarted server keeps its address.
         layout.write_conf(&layout.render(Some(port), &users_section))?;
         let client_url = format!("nats://{}", SocketAddr::new(loopback_for(layout.listen.ip()), port));
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(supervise(layout, child, port, rx));
+        tokio::spawn(supervise(layout, server, port, rx));
         Ok(EmbeddedNats { tx, client_url, port })
     }
 
@@ -358,30 +416,20 @@ impl EmbeddedNats {
     }
 }
 
-async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
-            return;
-        }
-    }
-    let _ = child.kill().await;
-}
-
 // The config file always holds the current users, so a restart simply reuses it.
-async fn supervise(layout: Layout, mut child: Child, port: u16, mut rx: mpsc::Receiver<Cmd>) {
+async fn supervise(layout: Layout, mut server: Server, port: u16, mut rx: mpsc::Receiver<Cmd>) {
     let mut backoff = Duration::from_millis(200);
     loop {
         tokio::select! {
-            status = child.wait() => {
-                tracing::error!(?status, log = %layout.log_tail(), "embedded nats-server exited; restarting");
+            () = server.exited() => {
+                tracing::error!(log = %layout.log_tail(), "embedded nats-server exited; restarting");
                 loop {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     match layout.spawn(Some(port)).await {
                         Ok((c, _)) => {
                             tracing::info!(port, "embedded nats-server restarted");
-                            child = c;
+                            server = Server::Child(c);
                             backoff = Duration::from_millis(200);
                             break;
                         }
@@ -396,23 +444,18 @@ async fn supervise(layout: Layout, mut child: Child, port: u16, mut rx: mpsc::Re
             }
             cmd = rx.recv() => match cmd {
                 Some(Cmd::Reload(section, done)) => {
-                    let result = layout.write_conf(&layout.render(Some(port), &section)).map(|()| {
-                        if let Some(pid) = child.id() {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(pid as i32),
-                                nix::sys::signal::Signal::SIGHUP,
-                            );
-                        }
-                    });
+                    let result = layout
+                        .write_conf(&layout.render(Some(port), &section))
+                        .map(|()| server.signal(nix::sys::signal::Signal::SIGHUP));
                     let _ = done.send(result);
                 }
                 Some(Cmd::Shutdown(done)) => {
-                    stop(&mut child).await;
+                    server.stop().await;
                     let _ = done.send(());
                     return;
                 }
                 None => {
-                    stop(&mut child).await;
+                    server.stop().await;
                     return;
                 }
             }

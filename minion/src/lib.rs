@@ -9,6 +9,7 @@ pub mod call;
 pub mod config;
 pub mod minion;
 pub mod replay;
+pub mod spool;
 
 pub use config::MinionConfig;
 pub use minion::{Minion, Status};

@@ -5,6 +5,7 @@
 
 use crate::config::{MinionConfig, NatsAuth};
 use crate::replay::{ReplayCache, ReplayError};
+use crate::spool::{Inflight, Spool};
 use async_nats::jetstream;
 use brine_proto::envelope::{open, seal, Envelope, Stamp};
 use brine_proto::keys::Fingerprint;
@@ -81,12 +82,24 @@ struct Shared {
     started_at: u64,
     status: watch::Sender<Status>,
     counters: Counters,
+    /// Jobs in flight and returns not yet acknowledged, on disk.
+    spool: Spool,
     /// The NATS connection of the current session, if any.
     session: Mutex<Option<async_nats::Client>>,
+    /// Tasks the minion started, stopped with it.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
+    /// Starts a task that ends when the minion stops.
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, fut: F) {
+        let handle = tokio::spawn(fut).abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
     fn grains(&self) -> Arc<Map> {
         self.grains.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -172,7 +185,8 @@ async fn push_grains(sh: &Shared, client: &async_nats::Client) -> Result<(), Str
 /// Sends the grains in the background, retrying until the master has them.
 fn push_grains_soon(sh: &Arc<Shared>, client: &async_nats::Client) {
     let (sh, client) = (sh.clone(), client.clone());
-    tokio::spawn(async move {
+    let tracker = sh.clone();
+    tracker.spawn(async move {
         let mut wait = Duration::from_millis(200);
         for _ in 0..20 {
             match push_grains(&sh, &client).await {
@@ -212,6 +226,26 @@ impl Minion {
         let db = sled::Config::new().path(cfg.db_path()).cache_capacity(4 * 1024 * 1024).open().map_err(db_err)?;
         let replay =
             ReplayCache::open(db.open_tree("replay").map_err(db_err)?, brine_proto::time::now_ms()).map_err(db_err)?;
+        let spool = Spool::open(&db).map_err(db_err)?;
+        // Jobs cut short by the last stop are reported, so none stays "running" forever.
+        for (jid, job) in spool.interrupted().map_err(db_err)? {
+            tracing::warn!(%jid, fun = %job.fun, "reporting a job interrupted by the minion's restart");
+            let ret = Return {
+                stamp: Stamp::new(jid.to_string(), brine_proto::envelope::MAX_TTL),
+                jid,
+                id: cfg.id.clone(),
+                fun: job.fun,
+                ret: Value::String(INTERRUPTED.into()),
+                retcode: 1,
+                success: false,
+                started_at: job.started_at,
+                duration_ms: brine_proto::time::now_ms().saturating_sub(job.started_at),
+            };
+            if let Ok(bytes) = seal(&ret, &key) {
+                spool.put(jid, &bytes).map_err(db_err)?;
+            }
+            spool.end_job(jid).map_err(db_err)?;
+        }
         let (id, custom) = (cfg.id.to_string(), cfg.grains.clone());
         let grains =
             tokio::task::spawn_blocking(move || brine_states::grains::collect(&id, &custom)).await.unwrap_or_default();
@@ -227,7 +261,9 @@ impl Minion {
             started_at: brine_proto::time::now_ms(),
             status,
             counters: Counters::default(),
+            spool,
             session: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
             runtime: tokio::runtime::Handle::current(),
         });
         let task = tokio::spawn(run(shared.clone()));
@@ -260,10 +296,24 @@ impl Minion {
         }
     }
 
-    /// Stops the agent.
+    /// Stops the agent and every task it started; when this returns, the minion's
+    /// database is closed and may be opened again.
     pub async fn shutdown(self) {
         self.task.abort();
         let _ = self.task.await;
+        // Running jobs stop too; the next start reports them as interrupted.
+        for job in self.shared.running.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            job.cancel.cancel();
+        }
+        for t in self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            t.abort();
+        }
+        self.shared.session.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Aborted tasks release their references as they unwind.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.shared) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -310,7 +360,7 @@ async fn run(sh: Arc<Shared>) {
             SessionEnd::ConnectFailed(e) => {
                 let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in = ?wait, "cannot connect to the master's NATS");
-                let _ = sh.status.send(Status::Enrolling(Some(KeyStatus::Accepted)));
+                let _ = sh.status.send_replace(Status::Enrolling(Some(KeyStatus::Accepted)));
                 tokio::time::sleep(wait).await;
             }
         }
@@ -319,7 +369,7 @@ async fn run(sh: Arc<Shared>) {
 
 /// Asks the master to accept the key until it does.
 async fn enroll(sh: &Shared) {
-    let _ = sh.status.send(Status::Enrolling(None));
+    let _ = sh.status.send_replace(Status::Enrolling(None));
     let mut backoff = Backoff::new(sh.cfg.enroll_retry_min, sh.cfg.enroll_retry_max);
     let subjects = &sh.cfg.subjects;
     let mut last: Option<KeyStatus> = None;
@@ -377,7 +427,7 @@ async fn enroll(sh: &Shared) {
                             }
                         }
                         last = Some(status);
-                        let _ = sh.status.send(Status::Enrolling(Some(status)));
+                        let _ = sh.status.send_replace(Status::Enrolling(Some(status)));
                     }
                     Err(e) => tracing::warn!(error = %e, "ignoring an enrollment answer"),
                 },
@@ -490,7 +540,8 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
     let js = jetstream::new(client.clone());
     *sh.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
     push_grains_soon(sh, &client);
-    let _ = sh.status.send(Status::Connected);
+    let _pump = AbortOnDrop(tokio::spawn(pump_returns(sh.clone(), js.clone())));
+    let _ = sh.status.send_replace(Status::Connected);
     tracing::info!(master = %sh.cfg.master_url, "connected; taking jobs");
     let mut tick = tokio::time::interval(sh.cfg.presence_interval);
     let mut first_connect = true;
@@ -499,7 +550,8 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
             msg = jobs.next() => match msg {
                 Some(msg) => {
                     let (sh, js) = (sh.clone(), js.clone());
-                    tokio::spawn(async move { handle_job(&sh, &js, msg).await });
+                    let tracker = sh.clone();
+                    tracker.spawn(async move { handle_job(&sh, &js, msg).await });
                 }
                 None => return SessionEnd::ConnectFailed("job subscription closed".into()),
             },
@@ -569,13 +621,105 @@ async fn handle_job(sh: &Arc<Shared>, js: &jetstream::Context, msg: async_nats::
         Ok(_) => return refuse(sh, &subject, &format!("target {} does not match this minion", job.target)),
         Err(e) => return refuse(sh, &subject, &format!("bad target: {e}")),
     }
-    match sh.replay.check_and_insert(&job.stamp.id, job.stamp.expires_at, now) {
-        Ok(()) => {}
-        Err(ReplayError::Replayed(e)) => return refuse(sh, &subject, &e.to_string()),
+    let jid = job.jid;
+    // The disk work (fsyncs) runs off the async threads.
+    let (disk, stamp) = (sh.clone(), job.stamp.clone());
+    let inflight = Inflight { fun: job.fun.clone(), user: job.user.clone(), started_at: now };
+    let accepted = tokio::task::spawn_blocking(move || {
+        disk.replay.check_and_insert(&stamp.id, stamp.expires_at, now)?;
+        if let Err(e) = disk.spool.start_job(jid, &inflight) {
+            // Without the record a crash would leave the job "running"; run it anyway.
+            tracing::error!(%jid, error = %e, "cannot record the job as started");
+        }
+        Ok::<(), ReplayError>(())
+    })
+    .await;
+    match accepted {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return refuse(sh, &subject, &e.to_string()),
         Err(e) => return refuse(sh, &subject, &e.to_string()),
     }
     let ret = run_job(sh, job).await;
-    publish_return(sh, js, &ret).await;
+    let bytes = match seal(&ret, &sh.key) {
+        Ok(b) => b,
+        Err(e) => return tracing::error!(%jid, error = %e, "cannot seal the return"),
+    };
+    let disk = sh.clone();
+    let sealed = bytes.clone();
+    let spooled = tokio::task::spawn_blocking(move || {
+        let r = disk.spool.put(jid, &sealed);
+        let _ = disk.spool.end_job(jid);
+        r
+    })
+    .await;
+    if !matches!(spooled, Ok(Ok(()))) {
+        // A full or broken disk: publish straight away rather than lose the return.
+        tracing::error!(%jid, result = ?spooled, "cannot spool the return; publishing it without a spool");
+        let _ = publish_once(sh, js, jid, bytes.into()).await;
+    }
+}
+
+/// What an interrupted job returns.
+pub const INTERRUPTED: &str = "ERROR: the job was interrupted: the minion stopped while running it";
+
+/// Aborts a task when dropped (ends a session's helpers with the session).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Publishes spooled returns until JetStream acknowledges each, for the life of a
+/// session: at once when a return is spooled, and every few seconds while any wait.
+async fn pump_returns(sh: Arc<Shared>, js: jetstream::Context) {
+    let mut warned = false;
+    loop {
+        let pending = match sh.spool.pending() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the return spool");
+                Vec::new()
+            }
+        };
+        let mut stuck = false;
+        for (jid, bytes) in pending {
+            match publish_once(&sh, &js, jid, bytes.into()).await {
+                Ok(()) => {
+                    warned = false;
+                    if let Err(e) = sh.spool.acknowledged(jid) {
+                        tracing::error!(%jid, error = %e, "cannot drop an acknowledged return from the spool");
+                    }
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(%jid, error = %e, "returns are not acknowledged yet; they stay spooled and are retried");
+                        warned = true;
+                    }
+                    stuck = true;
+                    break;
+                }
+            }
+        }
+        let wait = if stuck { jitter(Duration::from_secs(2)) } else { Duration::from_secs(30) };
+        sh.spool.wait(wait).await;
+    }
+}
+
+/// Publishes one sealed return and waits for JetStream's acknowledgement.
+async fn publish_once(sh: &Shared, js: &jetstream::Context, jid: Jid, bytes: bytes::Bytes) -> Result<(), String> {
+    let subject = sh.cfg.subjects.ret(&sh.cfg.id, jid);
+    // The same id for every attempt, so JetStream drops duplicates within its window.
+    let msg_id = format!("{}.{}", sh.cfg.id.token(), jid);
+    let publish = jetstream::message::PublishMessage::build().payload(bytes).message_id(msg_id.as_str());
+    let ack = js.send_publish(subject, publish).await.map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(10), ack)
+        .await
+        .map_err(|_| "no acknowledgement within 10 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    sh.counters.returns_published.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The text of a failed call, in Salt's words.
@@ -627,38 +771,5 @@ async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
         success: retcode == 0,
         started_at,
         duration_ms: t0.elapsed().as_millis() as u64,
-    }
-}
-
-/// Publishes a return through JetStream until the server acknowledges it.
-async fn publish_return(sh: &Shared, js: &jetstream::Context, ret: &Return) {
-    let bytes: bytes::Bytes = match seal(ret, &sh.key) {
-        Ok(b) => b.into(),
-        Err(e) => return tracing::error!(jid = %ret.jid, error = %e, "cannot seal the return"),
-    };
-    let subject = sh.cfg.subjects.ret(&sh.cfg.id, ret.jid);
-    let msg_id = format!("{}.{}", sh.cfg.id.token(), ret.jid);
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let publish = jetstream::message::PublishMessage::build().payload(bytes.clone()).message_id(msg_id.as_str());
-        let outcome = match js.send_publish(subject.clone(), publish).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match outcome {
-            Ok(()) => {
-                sh.counters.returns_published.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Err(e) if started.elapsed() > Duration::from_secs(600) => {
-                return tracing::error!(jid = %ret.jid, error = %e, "giving up on publishing the return after 10 minutes");
-            }
-            Err(e) => {
-                tracing::warn!(jid = %ret.jid, error = %e, "return not acknowledged yet; retrying")
-            }
-        }
-        tokio::time::sleep(jitter(delay)).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -155,10 +155,8 @@ fn integer(s: &str) -> Option<Value> {
         clean.parse().ok()?
     } else if clean.bytes().all(|b| b.is_ascii_digit()) {
         clean.parse().ok()?
-    } else if let Some(v) = sexagesimal(&clean) {
-        v
     } else {
-        return None;
+        sexagesimal(&clean)?
     };
     let v = if neg { -magnitude } else { magnitude };
     if let Ok(i) = i64::try_from(v) {

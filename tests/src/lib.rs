@@ -362,3 +362,161 @@ pub async fn connect_as(
         .expect("connect");
     (client, rx)
 }
+
+/// Runs the `brine` CLI in-process against the master configured at `config_path`.
+pub async fn cli_for(config_path: &Path, args: &[&str]) -> CliOutput {
+    let mut argv = vec!["brine", "--color", "never", "--config", config_path.to_str().unwrap_or_default()];
+    argv.extend_from_slice(args);
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => return CliOutput { code: 64, stdout: String::new(), stderr: e.to_string() },
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input = std::io::Cursor::new(Vec::new());
+    let mut io = Io { out: &mut out, err: &mut err, input: &mut input, color: false, progress: false };
+    let code = brine_master::cli::run(cli, &mut io).await;
+    CliOutput {
+        code,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
+
+/// A real process of one of the workspace's binaries, killed on drop.
+pub struct Process {
+    bin: &'static str,
+    args: Vec<std::ffi::OsString>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `bin` with `args`, its stderr going to `log`.
+    pub fn start(bin: &'static str, args: &[&std::ffi::OsStr], log: PathBuf) -> Process {
+        let mut p = Process { bin, args: args.iter().map(|a| a.to_os_string()).collect(), child: None, log };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let path = workspace_bin(self.bin);
+        assert!(path.exists(), "{} is not built: run `cargo build --bins` first", path.display());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(path).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().expect("spawn");
+        self.child = Some(child);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: an orderly stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again with the same arguments.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts the process again after a kill.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `brine-master` process on its own temp dir with the embedded NATS.
+pub struct MasterProcess {
+    pub process: Process,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl MasterProcess {
+    /// Starts the binary and waits until it is up.
+    pub fn start(extra: &str) -> MasterProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("master.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "data_dir = {:?}\npresence_timeout = \"3s\"\n{extra}\n[nats]\nlisten = \"127.0.0.1:0\"\nserver_bin = {:?}\n",
+                dir.path().join("master").display().to_string(),
+                nats_server_bin().display().to_string()
+            ),
+        )
+        .expect("write master.toml");
+        let log = dir.path().join("master.log");
+        let process = Process::start("brine-master", &[std::ffi::OsStr::new("-c"), config_path.as_os_str()], log);
+        let m = MasterProcess { process, dir, config_path };
+        m.wait_up();
+        m
+    }
+
+    fn url_file(&self) -> PathBuf {
+        self.dir.path().join("master/nats-url")
+    }
+
+    /// Waits until the master has written its NATS URL and answers requests.
+    pub fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.url_file().exists() {
+            assert!(Instant::now() < deadline, "master did not start: {}", self.process.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The NATS URL minions use.
+    pub fn url(&self) -> String {
+        std::fs::read_to_string(self.url_file()).unwrap_or_default().trim().to_string()
+    }
+
+    /// Runs the CLI against it.
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        cli_for(&self.config_path, args).await
+    }
+
+    /// Kills the master with SIGKILL and starts it again.
+    pub async fn kill9_and_restart(&mut self, down_for: Duration) {
+        let _ = std::fs::remove_file(self.url_file());
+        self.process.kill9();
+        tokio::time::sleep(down_for).await;
+        self.process.start_again();
+        self.wait_up();
+    }
+}

@@ -30,3 +30,142 @@ async fn the_master_restarts_a_dead_embedded_server() {
     let new: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     assert_ne!(old, new);
 }
+
+/// Waits until the job's summary says `n` minions returned, and returns the summary.
+async fn wait_returned(
+    cli: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = CliOutput>>>,
+    n: u64,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cli().await;
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout) {
+            if v["Returned"].as_u64() == Some(n) {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "never got {n} returns: {out:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_master_mid_job_loses_no_return() {
+    let mut master = MasterProcess::start("auto_accept = true");
+    let url = master.url();
+    let mut minions = Vec::new();
+    for i in 0..20 {
+        minions.push(TestMinion::start(&url, &format!("m{i:02}"), MinionOpts::default()).await);
+    }
+    for m in &minions {
+        assert!(m.minion().wait_connected(Duration::from_secs(30)).await, "{} did not connect", m.id);
+    }
+    // Every minion reports its grains once connected; wait until all 20 can be targeted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while master.cli(&["run", "*", "test.ping", "--static", "--out", "json"]).await.stdout.matches("true").count() < 20
+    {
+        assert!(Instant::now() < deadline, "not all minions answer");
+    }
+    let out = master.cli(&["run", "*", "cmd.run", "sleep 1.5; echo done", "--async"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let jid = out.stdout.trim().strip_prefix("Executed command with job ID: ").unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    master.kill9_and_restart(Duration::from_secs(2)).await;
+
+    let config = master.config_path.clone();
+    let v = wait_returned(
+        || {
+            let (config, jid) = (config.clone(), jid.clone());
+            Box::pin(async move { cli_for(&config, &["job", "show", &jid, "--summary", "--out", "json"]).await })
+        },
+        20,
+    )
+    .await;
+    assert_eq!((v["Targeted"].as_u64(), v["Succeeded"].as_u64(), v["Failed"].as_u64()), (Some(20), Some(20), Some(0)));
+    let out = master.cli(&["job", "show", &jid, "--out", "json"]).await;
+    let rets: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(rets.as_object().unwrap().len(), 20);
+    assert!(rets.as_object().unwrap().values().all(|r| r == "done"), "{rets}");
+    // The restarted master adopted the running NATS server: the fleet never dropped.
+    assert!(master.process.log().contains("adopting the nats-server"), "{}", master.process.log());
+    assert!(minions.iter().all(|m| m.minion().counters().jobs_run == 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_during_a_job_loses_no_return() {
+    let mut nats = NatsServer::start();
+    let master =
+        TestMaster::start(MasterOpts { external_url: Some(nats.url()), auto_accept: true, ..Default::default() }).await;
+    let mut minions = Vec::new();
+    for i in 0..3 {
+        let opts = MinionOpts { tables: "[nats]\nauth = \"none\"\n".into(), ..Default::default() };
+        minions.push(TestMinion::start(&nats.url(), &format!("n{i}"), opts).await);
+    }
+    for m in &minions {
+        assert!(m.minion().wait_connected(Duration::from_secs(30)).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while master.cli(&["run", "*", "test.ping", "--static", "--out", "json"]).await.stdout.matches("true").count() < 3 {
+        assert!(Instant::now() < deadline, "not all minions answer");
+    }
+    let out = master.cli(&["run", "*", "cmd.run", "sleep 1; echo survived", "--async"]).await;
+    let jid = out.stdout.trim().strip_prefix("Executed command with job ID: ").unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    nats.stop();
+    // The jobs finish while the server is down; their returns wait in the spools.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    nats.restart();
+    let config = master.config_path.clone();
+    let v = wait_returned(
+        || {
+            let (config, jid) = (config.clone(), jid.clone());
+            Box::pin(async move { cli_for(&config, &["job", "show", &jid, "--summary", "--out", "json"]).await })
+        },
+        3,
+    )
+    .await;
+    assert_eq!(v["Succeeded"].as_u64(), Some(3));
+    // Master and minions reconnected by themselves: a new job works end to end.
+    let out = master.cli(&["run", "*", "test.echo", "again", "--static", "--out", "json", "-t", "10"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minion_killed_mid_job_reports_it_interrupted() {
+    let master = TestMaster::start(MasterOpts { auto_accept: true, ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("minion.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "id = \"k1\"\nmaster = {:?}\ndata_dir = {:?}\nenroll_retry_max = \"200ms\"\npresence_interval = \"1s\"\n",
+            master.url(),
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut minion =
+        Process::start("brine-minion", &[std::ffi::OsStr::new("-c"), conf.as_os_str()], dir.path().join("log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while master.cli(&["run", "k1", "test.ping", "-t", "1"]).await.code != 0 {
+        assert!(Instant::now() < deadline, "minion never answered: {}", minion.log());
+    }
+    let marker = dir.path().join("started");
+    let cmd = format!("touch {}; sleep 3", marker.display());
+    let out = master.cli(&["run", "k1", "cmd.run", &cmd, "--async"]).await;
+    let jid = out.stdout.trim().strip_prefix("Executed command with job ID: ").unwrap().to_string();
+    assert!(eventually(Duration::from_secs(10), || marker.exists()).await);
+    minion.kill9();
+    minion.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = master.cli(&["job", "show", &jid]).await;
+        if !out.stdout.is_empty() {
+            assert_eq!(out.stdout, "k1:\n    ERROR: the job was interrupted: the minion stopped while running it\n");
+            assert_eq!(out.code, 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no return: {}", minion.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
