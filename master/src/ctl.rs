@@ -175,6 +175,9 @@ async fn change_keys(shared: &Shared, operator: &str, act: &str, sel: &KeySelect
         if act == "delete" {
             shared.grains.remove(&entry.id);
         }
+        if act != "accept" {
+            shared.queue.forget(&entry.id).await;
+        }
         tracing::info!(operator, id = %entry.id, "key {}", crate::cli::past(act));
     }
     // Accepted minions gain a NATS user; rejected and deleted ones lose theirs and are
@@ -334,8 +337,13 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
         tracing::error!(error = %e, "cannot store a new job");
         return answer(shared, reply, request, error(CtlErrorKind::Internal, e.to_string())).await;
     }
+    let ttl = match run.queue_ttl_ms {
+        Some(ms) => Duration::from_millis(ms).clamp(Duration::from_secs(1), brine_proto::envelope::MAX_TTL),
+        None => shared.cfg.job_ttl,
+    };
     let job = Job {
-        stamp: Stamp::new(jid.to_string(), shared.cfg.job_ttl),
+        queued: run.queue_ttl_ms.is_some(),
+        stamp: Stamp::new(jid.to_string(), ttl),
         jid,
         target: sent_target,
         fun: run.fun.clone(),
@@ -364,6 +372,14 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
     for minion in &minions {
         if let Err(e) = shared.client.publish(shared.cfg.subjects.job(minion, jid), bytes.clone()).await {
             tracing::error!(%jid, minion = %minion, error = %e, "cannot publish job");
+        }
+    }
+    if job.queued {
+        let pending: Vec<_> = minions.iter().map(|m| shared.queue.enqueue(m, jid, bytes.clone())).collect();
+        for (m, r) in minions.iter().zip(futures::future::join_all(pending).await) {
+            if let Err(e) = r {
+                tracing::error!(%jid, minion = %m, error = %e, "cannot queue the job");
+            }
         }
     }
     Stats::bump(&shared.stats.jobs_published);

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod master;
 pub mod nats;
 pub mod presence;
+pub mod queue;
 pub mod rpc;
 pub mod stats;
 pub mod store;

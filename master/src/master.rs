@@ -56,6 +56,7 @@ pub struct Shared {
     pub client: async_nats::Client,
     pub embedded: Option<EmbeddedNats>,
     pub presence: Presence,
+    pub queue: crate::queue::JobQueue,
     pub stats: Stats,
     pub(crate) active: Mutex<HashMap<Jid, ActiveJob>>,
     pub(crate) ctl_replay: Mutex<brine_proto::replay::ReplayWindow>,
@@ -190,6 +191,7 @@ impl Master {
             (None, NatsMode::Embedded { .. }) => unreachable!("embedded mode always has a server"),
         };
 
+        let queue = crate::queue::JobQueue::setup(&client, &cfg.subjects).await?;
         let shared = Arc::new(Shared {
             cfg,
             key,
@@ -201,6 +203,7 @@ impl Master {
             client,
             embedded,
             presence: Presence::default(),
+            queue,
             stats: Stats::default(),
             active: Mutex::new(HashMap::new()),
             ctl_replay: Mutex::new(brine_proto::replay::ReplayWindow::new()),

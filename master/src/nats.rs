@@ -111,8 +111,15 @@ fn list(items: &[String]) -> String {
 
 /// The subjects one minion may publish and subscribe to.
 pub fn minion_permissions(subjects: &Subjects, id: &MinionId) -> (Vec<String>, Vec<String>) {
-    let publish =
-        vec![subjects.rets_of(id), subjects.events_of(id.as_str()), subjects.rpc_of(id), subjects.presence(id)];
+    let publish = vec![
+        subjects.rets_of(id),
+        subjects.events_of(id.as_str()),
+        subjects.rpc_of(id),
+        subjects.presence(id),
+        // Its own job queue, and nothing else of JetStream's API.
+        subjects.queue_next(id),
+        subjects.queue_acks(id),
+    ];
     let subscribe = vec![subjects.jobs_of(id), format!("{}.>", subjects.minion_inbox(id))];
     (publish, subscribe)
 }
@@ -488,12 +495,15 @@ mod tests {
                 "brine.ret.web1~example~com.>",
                 "brine.event.web1~example~com.>",
                 "brine.rpc.web1~example~com.>",
-                "brine.presence.web1~example~com"
+                "brine.presence.web1~example~com",
+                "$JS.API.CONSUMER.MSG.NEXT.BRINE_QJOBS.q-web1~example~com",
+                "$JS.ACK.BRINE_QJOBS.q-web1~example~com.>",
             ]
         );
         assert_eq!(subscribe, vec!["brine.job.web1~example~com.>", "_INBOX_web1~example~com.>"]);
         for s in publish.iter().chain(&subscribe) {
-            assert!(!s.contains('*') && !s.starts_with('>') && !s.contains("$JS"), "{s}");
+            assert!(!s.contains('*') && !s.starts_with('>') && !s.contains("$JS.API.>"), "{s}");
+            assert!(s.contains("web1~example~com"), "{s} is not confined to the minion");
         }
     }
 

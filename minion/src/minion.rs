@@ -88,6 +88,9 @@ struct Shared {
     session: Mutex<Option<async_nats::Client>>,
     /// Tasks the minion started, stopped with it.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// A queue drain is under way / was asked for during one.
+    draining: std::sync::atomic::AtomicBool,
+    drain_again: std::sync::atomic::AtomicBool,
     runtime: tokio::runtime::Handle,
 }
 
@@ -264,6 +267,8 @@ impl Minion {
             spool,
             session: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            draining: Default::default(),
+            drain_again: Default::default(),
             runtime: tokio::runtime::Handle::current(),
         });
         let task = tokio::spawn(run(shared.clone()));
@@ -541,6 +546,8 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
     *sh.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
     push_grains_soon(sh, &client);
     let _pump = AbortOnDrop(tokio::spawn(pump_returns(sh.clone(), js.clone())));
+    // Jobs queued while we were away.
+    drain_queue_soon(sh, &client, &js);
     let _ = sh.status.send_replace(Status::Connected);
     tracing::info!(master = %sh.cfg.master_url, "connected; taking jobs");
     let mut tick = tokio::time::interval(sh.cfg.presence_interval);
@@ -551,7 +558,8 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
                 Some(msg) => {
                     let (sh, js) = (sh.clone(), js.clone());
                     let tracker = sh.clone();
-                    tracker.spawn(async move { handle_job(&sh, &js, msg).await });
+                    let client = client.clone();
+                    tracker.spawn(async move { handle_job(&sh, &js, &client, msg).await });
                 }
                 None => return SessionEnd::ConnectFailed("job subscription closed".into()),
             },
@@ -567,6 +575,7 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
                         publish_presence(sh, &client).await;
                         // The master may have restarted without our grains.
                         push_grains_soon(sh, &client);
+                        drain_queue_soon(sh, &client, &js);
                     }
                     async_nats::Event::Connected => first_connect = false,
                     async_nats::Event::Disconnected => tracing::warn!("disconnected from the master's NATS; reconnecting"),
@@ -601,25 +610,60 @@ fn refuse(sh: &Shared, subject: &str, why: &str) {
 }
 
 /// Checks a job and, if it passes, runs it and publishes the return.
-async fn handle_job(sh: &Arc<Shared>, js: &jetstream::Context, msg: async_nats::Message) {
-    let subject = msg.subject.to_string();
+/// Where a job came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Published live on the minion's job subject.
+    Live,
+    /// Drained from the minion's job queue.
+    Queue,
+}
+
+/// Checks, records and runs a job that arrived live.
+async fn handle_job(sh: &Arc<Shared>, js: &jetstream::Context, client: &async_nats::Client, msg: async_nats::Message) {
+    let Some(job) = accept_job(sh, &msg.subject, &msg.payload, Via::Live).await else { return };
+    if job.queued {
+        // Its copy waits in our queue: take it out now rather than at the next reconnect.
+        drain_queue_soon(sh, client, js);
+    }
+    finish_job(sh, js, job).await;
+}
+
+/// Checks a job (master signature, expiry, subject, target, replay) and records it as
+/// started; `None` if it must not run.
+async fn accept_job(sh: &Arc<Shared>, subject: &str, payload: &[u8], via: Via) -> Option<Job> {
     let now = brine_proto::time::now_ms();
     let Some(master) = *sh.master.lock().unwrap_or_else(|e| e.into_inner()) else {
-        return refuse(sh, &subject, "no pinned master key");
+        refuse(sh, subject, "no pinned master key");
+        return None;
     };
-    let job: Job = match open(&msg.payload, &master, now) {
+    let job: Job = match open(payload, &master, now) {
         Ok(j) => j,
-        Err(e) => return refuse(sh, &subject, &e.to_string()),
+        Err(e) => {
+            refuse(sh, subject, &e.to_string());
+            return None;
+        }
     };
-    if subject != sh.cfg.subjects.job(&sh.cfg.id, job.jid) || job.stamp.id != job.jid.to_string() {
-        return refuse(sh, &subject, "its subject does not match its JID");
+    let expected = match via {
+        Via::Live => sh.cfg.subjects.job(&sh.cfg.id, job.jid),
+        Via::Queue => sh.cfg.subjects.qjob(&sh.cfg.id, job.jid),
+    };
+    if subject != expected || job.stamp.id != job.jid.to_string() {
+        refuse(sh, subject, "its subject does not match its JID");
+        return None;
     }
     let grains = sh.grains();
     let facts = Facts { id: sh.cfg.id.as_str(), grains: Some(&grains), pillar: None };
     match TargetMatcher::compile(&job.target) {
         Ok(m) if m.matches(&facts) => {}
-        Ok(_) => return refuse(sh, &subject, &format!("target {} does not match this minion", job.target)),
-        Err(e) => return refuse(sh, &subject, &format!("bad target: {e}")),
+        Ok(_) => {
+            refuse(sh, subject, &format!("target {} does not match this minion", job.target));
+            return None;
+        }
+        Err(e) => {
+            refuse(sh, subject, &format!("bad target: {e}"));
+            return None;
+        }
     }
     let jid = job.jid;
     // The disk work (fsyncs) runs off the async threads.
@@ -635,10 +679,23 @@ async fn handle_job(sh: &Arc<Shared>, js: &jetstream::Context, msg: async_nats::
     })
     .await;
     match accepted {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return refuse(sh, &subject, &e.to_string()),
-        Err(e) => return refuse(sh, &subject, &e.to_string()),
+        Ok(Ok(())) => Some(job),
+        // The queued copy of a job that already arrived live is no attack.
+        Ok(Err(ReplayError::Replayed(_))) if via == Via::Queue => None,
+        Ok(Err(e)) => {
+            refuse(sh, subject, &e.to_string());
+            None
+        }
+        Err(e) => {
+            refuse(sh, subject, &e.to_string());
+            None
+        }
     }
+}
+
+/// Runs an accepted job and spools its signed return.
+async fn finish_job(sh: &Arc<Shared>, js: &jetstream::Context, job: Job) {
+    let jid = job.jid;
     let ret = run_job(sh, job).await;
     let bytes = match seal(&ret, &sh.key) {
         Ok(b) => b,
@@ -656,6 +713,70 @@ async fn handle_job(sh: &Arc<Shared>, js: &jetstream::Context, msg: async_nats::
         // A full or broken disk: publish straight away rather than lose the return.
         tracing::error!(%jid, result = ?spooled, "cannot spool the return; publishing it without a spool");
         let _ = publish_once(sh, js, jid, bytes.into()).await;
+    }
+}
+
+/// Drains the minion's job queue in the background (one drain at a time; a request
+/// during a drain makes it go round again).
+fn drain_queue_soon(sh: &Arc<Shared>, client: &async_nats::Client, js: &jetstream::Context) {
+    if sh.draining.swap(true, Ordering::AcqRel) {
+        sh.drain_again.store(true, Ordering::Release);
+        return;
+    }
+    let (task_sh, client, js) = (sh.clone(), client.clone(), js.clone());
+    sh.spawn(async move {
+        loop {
+            task_sh.drain_again.store(false, Ordering::Release);
+            drain_queue(&task_sh, &client, &js).await;
+            if !task_sh.drain_again.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        task_sh.draining.store(false, Ordering::Release);
+    });
+}
+
+/// Pulls every job waiting in this minion's queue, acknowledging each once it is
+/// recorded (a job acknowledged and then cut short by a crash is reported as
+/// interrupted), and runs the ones that may run.
+async fn drain_queue(sh: &Arc<Shared>, client: &async_nats::Client, js: &jetstream::Context) {
+    let subjects = &sh.cfg.subjects;
+    let id = &sh.cfg.id;
+    const BATCH: usize = 64;
+    loop {
+        let inbox = format!("{}.q.{}", subjects.minion_inbox(id), brine_proto::envelope::random_id());
+        let Ok(mut sub) = client.subscribe(inbox.clone()).await else { return };
+        let request = format!("{{\"batch\":{BATCH},\"no_wait\":true}}");
+        if client.publish_with_reply(subjects.queue_next(id), inbox, request.into()).await.is_err() {
+            return;
+        }
+        let mut got = 0;
+        loop {
+            let msg = match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+                Ok(Some(m)) => m,
+                _ => return,
+            };
+            // A status message (no more jobs, no such queue) ends the batch.
+            if msg.status.is_some() || msg.payload.is_empty() {
+                break;
+            }
+            got += 1;
+            let accepted = accept_job(sh, &msg.subject, &msg.payload, Via::Queue).await;
+            if let Some(reply) = msg.reply.clone() {
+                let _ = client.publish(reply, "+ACK".into()).await;
+            }
+            if let Some(job) = accepted {
+                tracing::info!(jid = %job.jid, "running a queued job");
+                let (sh2, js2) = (sh.clone(), js.clone());
+                sh.spawn(async move { finish_job(&sh2, &js2, job).await });
+            }
+            if got == BATCH {
+                break;
+            }
+        }
+        if got < BATCH {
+            return;
+        }
     }
 }
 

@@ -92,6 +92,10 @@ pub struct Job {
     /// The operator who asked for it.
     #[serde(default)]
     pub user: String,
+    /// A copy also waits in the minion's job queue (`--queue`): a minion that gets
+    /// the job live drains its queue so the copy does not linger.
+    #[serde(default)]
+    pub queued: bool,
 }
 message!(Job, Kind::Job);
 
@@ -247,6 +251,10 @@ pub struct RunRequest {
     /// Subject the master streams verified returns to, if the operator waits for them.
     #[serde(default)]
     pub stream_to: Option<String>,
+    /// Queue the job for minions that are offline: it reaches them when they come
+    /// back, if that is within this many milliseconds.
+    #[serde(default)]
+    pub queue_ttl_ms: Option<u64>,
 }
 
 /// The master's answer to a [`Ctl`], signed by the master. Returns of a running job

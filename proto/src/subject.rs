@@ -97,6 +97,47 @@ impl Subjects {
         Some((MinionId::from_token(minion).ok()?, jid))
     }
 
+    /// The queued-job subject of one minion and job (captured by the job queue stream).
+    pub fn qjob(&self, minion: &MinionId, jid: Jid) -> String {
+        format!("{}.qjob.{}.{jid}", self.prefix, minion.token())
+    }
+
+    /// Every queued-job subject of one minion.
+    pub fn qjobs_of(&self, minion: &MinionId) -> String {
+        format!("{}.qjob.{}.>", self.prefix, minion.token())
+    }
+
+    /// Every queued-job subject (what the job queue stream captures).
+    pub fn all_qjobs(&self) -> String {
+        format!("{}.qjob.>", self.prefix)
+    }
+
+    /// The durable consumer that holds one minion's queued jobs.
+    pub fn queue_consumer(&self, minion: &MinionId) -> String {
+        format!("q-{}", minion.token())
+    }
+
+    /// The JetStream API subject a minion publishes to for its next queued jobs.
+    pub fn queue_next(&self, minion: &MinionId) -> String {
+        format!("$JS.API.CONSUMER.MSG.NEXT.{}.{}", self.stream_name("QJOBS"), self.queue_consumer(minion))
+    }
+
+    /// The JetStream acknowledgement subjects of one minion's queued jobs.
+    pub fn queue_acks(&self, minion: &MinionId) -> String {
+        format!("$JS.ACK.{}.{}.>", self.stream_name("QJOBS"), self.queue_consumer(minion))
+    }
+
+    /// Splits a job or queued-job subject into the minion and the JID token.
+    pub fn parse_job<'a>(&self, subject: &'a str) -> Option<(MinionId, &'a str)> {
+        let rest = subject.strip_prefix(&self.prefix)?;
+        let rest = rest.strip_prefix(".job.").or_else(|| rest.strip_prefix(".qjob."))?;
+        let (minion, jid) = rest.split_once('.')?;
+        if jid.contains('.') {
+            return None;
+        }
+        Some((MinionId::from_token(minion).ok()?, jid))
+    }
+
     pub fn presence(&self, minion: &MinionId) -> String {
         format!("{}.presence.{}", self.prefix, minion.token())
     }

@@ -100,6 +100,12 @@ pub struct RunArgs {
     /// Print the JID and return at once; read the returns later with `brine job show`.
     #[arg(long = "async", conflicts_with = "batch")]
     pub async_: bool,
+    /// Queue the job for minions that are offline: it runs when they come back.
+    #[arg(long, conflicts_with = "batch")]
+    pub queue: bool,
+    /// How long a queued job stays valid (`30m`, `2h`, `1d`; at most 7d).
+    #[arg(long, default_value = "1h", value_parser = brine_proto::config::parse_duration, requires = "queue")]
+    pub ttl: Duration,
     /// Run on N minions at a time (or N% of the targeted minions), starting the next as
     /// each finishes.
     #[arg(short, long, value_name = "N|N%")]
@@ -131,6 +137,8 @@ impl RunArgs {
             async_: false,
             batch: None,
             batch_wait: 0.0,
+            queue: false,
+            ttl: Duration::from_secs(3600),
             verbose: false,
             hide_timeout: false,
         }
@@ -213,6 +221,11 @@ impl Printer {
                 for (id, why) in &missing {
                     let text = match why {
                         Missing::NotConnected => "Minion did not return. [Not connected]".to_string(),
+                        Missing::Queued => format!(
+                            "Minion did not return. [Queued]\nThe minion is offline; the job waits in its queue and runs \
+                             when it reconnects. To look up the return data for this job later, run the following \
+                             command:\n\nbrine job show {jid}"
+                        ),
                         Missing::StillRunning => format!(
                             "Minion did not return. [Still running]\nThe job is still running on this minion. To look \
                              up the return data for this job later, run the following command:\n\nbrine job show {jid}"
@@ -276,7 +289,8 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
     };
 
     if args.async_ {
-        let req = RunRequest { target, fun: args.fun.clone(), arg, kwarg, stream_to: None };
+        let queue_ttl_ms = args.queue.then(|| args.ttl.as_millis() as u64);
+        let req = RunRequest { target, fun: args.fun.clone(), arg, kwarg, stream_to: None, queue_ttl_ms };
         return match op.request(CtlOp::Run(req)).await {
             Ok(CtlResult::RunStarted(s)) => {
                 let _ = writeln!(out, "Executed command with job ID: {}", s.jid);
@@ -292,6 +306,7 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
         Ok(w) => w,
         Err(e) => return report(io.err, e),
     };
+    watcher.queue_ttl = args.queue.then_some(args.ttl);
     match &args.batch {
         None => {
             match watcher.start(target, &args.fun, arg, kwarg).await {
@@ -381,6 +396,7 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
             ("Minions not connected", Missing::NotConnected),
             ("Minions still running", Missing::StillRunning),
             ("Minions not responding", Missing::NoResponse),
+            ("Minions queued", Missing::Queued),
         ] {
             let ids: Vec<&str> = printer.missing.iter().filter(|(_, k)| *k == kind).map(|(m, _)| m.as_str()).collect();
             if !ids.is_empty() {

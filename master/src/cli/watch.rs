@@ -23,6 +23,8 @@ pub enum Missing {
     NoResponse,
     /// Still running the job when the watcher gave up.
     StillRunning,
+    /// Offline, with the job waiting in its queue.
+    Queued,
 }
 
 /// What the watcher reports.
@@ -88,6 +90,8 @@ pub struct Watcher<'a> {
     stream_to: String,
     timeout: Duration,
     max_wait: Duration,
+    /// Queue jobs for offline minions, valid this long.
+    pub queue_ttl: Option<Duration>,
     jobs: Vec<Tracked>,
     pending: VecDeque<Event>,
 }
@@ -101,11 +105,27 @@ impl<'a> Watcher<'a> {
             .subscribe(stream_to.clone())
             .await
             .map_err(|e| ClientError::Connect { url: "stream".into(), reason: e.to_string() })?;
-        Ok(Watcher { op, sub, stream_to, timeout, max_wait, jobs: Vec::new(), pending: VecDeque::new() })
+        Ok(Watcher {
+            op,
+            sub,
+            stream_to,
+            timeout,
+            max_wait,
+            queue_ttl: None,
+            jobs: Vec::new(),
+            pending: VecDeque::new(),
+        })
     }
 
     async fn publish(&self, target: Target, fun: &str, arg: Vec<Value>, kwarg: Map) -> Result<RunStarted, StartError> {
-        let req = RunRequest { target, fun: fun.to_string(), arg, kwarg, stream_to: Some(self.stream_to.clone()) };
+        let req = RunRequest {
+            target,
+            fun: fun.to_string(),
+            arg,
+            kwarg,
+            stream_to: Some(self.stream_to.clone()),
+            queue_ttl_ms: self.queue_ttl.map(|d| d.as_millis() as u64).filter(|_| fun != "saltutil.find_job"),
+        };
         match self.op.request(CtlOp::Run(req)).await {
             Ok(CtlResult::RunStarted(s)) => Ok(s),
             Ok(CtlResult::Error(e)) => Err(StartError::Refused { kind: e.kind, message: e.message }),
@@ -274,7 +294,9 @@ impl<'a> Watcher<'a> {
             .iter()
             .filter(|m| !job.returned.contains(*m))
             .map(|m| {
-                let why = if job.offline.contains(m) {
+                let why = if job.offline.contains(m) && self.queue_ttl.is_some() {
+                    Missing::Queued
+                } else if job.offline.contains(m) {
                     Missing::NotConnected
                 } else if job.running.contains(m) {
                     Missing::StillRunning

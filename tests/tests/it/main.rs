@@ -6,5 +6,6 @@ mod faults;
 mod jobcontrol;
 mod jobs;
 mod keys;
+mod queue;
 mod security;
 mod targeting;

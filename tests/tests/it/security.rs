@@ -23,6 +23,7 @@ fn job(jid: Jid, target: Target, issued_at: u64, expires_at: u64) -> Job {
         arg: vec![],
         kwarg: Default::default(),
         user: "mallory".into(),
+        queued: false,
     }
 }
 
@@ -121,12 +122,13 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
     client.publish("brine.job.b.20260101000000000000", "x".into()).await.unwrap();
     client.publish("brine.ctl.run", "x".into()).await.unwrap();
     client.publish("$JS.API.STREAM.LIST", "x".into()).await.unwrap();
+    client.publish("$JS.API.CONSUMER.MSG.NEXT.BRINE_QJOBS.q-b", "x".into()).await.unwrap();
     client.flush().await.unwrap();
     let mut seen = Vec::new();
     assert!(
         eventually(Duration::from_secs(10), || {
             seen.extend(violations(&mut events));
-            seen.len() >= 7
+            seen.len() >= 8
         })
         .await,
         "{seen:?}"
@@ -140,6 +142,7 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
         "brine.job.b.2026",
         "brine.ctl.run",
         "$js.api.stream.list",
+        "$js.api.consumer.msg.next.brine_qjobs.q-b",
     ] {
         assert!(
             lines.iter().any(|l| l.contains("permissions violation") && l.contains(subject)),
