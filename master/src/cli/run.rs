@@ -289,7 +289,7 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
     };
 
     if args.async_ {
-        let queue_ttl_ms = args.queue.then(|| args.ttl.as_millis() as u64);
+        let queue_ttl_ms = args.queue.then_some(args.ttl.as_millis() as u64);
         let req = RunRequest { target, fun: args.fun.clone(), arg, kwarg, stream_to: None, queue_ttl_ms };
         return match op.request(CtlOp::Run(req)).await {
             Ok(CtlResult::RunStarted(s)) => {
