@@ -80,7 +80,7 @@ impl fmt::Display for CommandLine {
 }
 
 /// Single-quotes a word for display when it holds anything a shell would split on.
-fn quote(word: &str) -> String {
+pub fn quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%^~".contains(c) || !c.is_ascii());
     if plain {

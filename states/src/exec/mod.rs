@@ -23,6 +23,7 @@ mod user;
 
 use brine_proto::{Map, Value};
 use serde::de::DeserializeOwned;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -79,6 +80,10 @@ pub struct Context {
     /// The running minion, for functions that manage the minion itself (`saltutil.*`);
     /// `None` under `brine-call`.
     pub host: Option<Arc<dyn Host>>,
+    /// Where `grains.setval` and `grains.delval` save grains (Salt's
+    /// `/etc/salt/grains`), read back by [`crate::grains::load_saved`] when grains are
+    /// collected; `None` when there is nowhere to save them.
+    pub grains_file: Option<PathBuf>,
 }
 
 /// What a running minion offers to the functions that manage it.
@@ -122,22 +127,92 @@ impl Output {
     }
 }
 
-/// One parameter of a function, for binding positional arguments and for `sys.doc`.
+/// One parameter of a function, for binding positional arguments and for `sys.doc`
+/// and `sys.argspec`.
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
     pub name: &'static str,
     /// Whether the caller may leave it out.
     pub optional: bool,
+    /// What an optional parameter is when left out, as `sys.argspec` reports it. The
+    /// `Args` type's serde defaults are what the function really uses; keep the two equal.
+    pub default: ParamDefault,
+}
+
+/// A parameter's default value as `sys.argspec` shows it (Salt's `defaults`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamDefault {
+    /// `None` in Salt, `null` in JSON.
+    None,
+    Bool(bool),
+    Int(i64),
+    Str(&'static str),
+}
+
+impl ParamDefault {
+    /// The default as a value.
+    pub fn to_value(self) -> Value {
+        match self {
+            ParamDefault::None => Value::Null,
+            ParamDefault::Bool(b) => b.into(),
+            ParamDefault::Int(i) => i.into(),
+            ParamDefault::Str(s) => s.into(),
+        }
+    }
 }
 
 /// Shorthand for a required parameter.
 pub const fn req(name: &'static str) -> Param {
-    Param { name, optional: false }
+    Param { name, optional: false, default: ParamDefault::None }
 }
 
-/// Shorthand for an optional parameter.
+/// Shorthand for an optional parameter whose default is `None`.
 pub const fn opt(name: &'static str) -> Param {
-    Param { name, optional: true }
+    Param { name, optional: true, default: ParamDefault::None }
+}
+
+/// Shorthand for an optional parameter with another default.
+pub const fn opt_or(name: &'static str, default: ParamDefault) -> Param {
+    Param { name, optional: true, default }
+}
+
+/// The keyword arguments a function accepts, read from its `Args` type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Keywords {
+    /// Exactly these names (a struct's fields).
+    Named(&'static [&'static str]),
+    /// Any name (a flattened map, or a free-form value).
+    Any,
+}
+
+/// Asks serde which field names `T`'s derived `Deserialize` expects, without data: the
+/// derive hands them to `deserialize_struct`; a flattened struct asks for a map instead.
+fn keywords_of<T: DeserializeOwned>() -> Keywords {
+    use serde::de::{self, Visitor};
+    struct Probe<'a>(&'a std::cell::Cell<Keywords>);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("probe only"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(Keywords::Named(fields));
+            Err(de::Error::custom("probe only"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let found = std::cell::Cell::new(Keywords::Any);
+    let _ = T::deserialize(Probe(&found));
+    found.get()
 }
 
 /// Why a call did not produce a result.
@@ -183,6 +258,8 @@ pub trait DynFunction: Sync {
     fn doc(&self) -> &'static str;
     fn params(&self) -> &'static [Param];
     fn varargs(&self) -> bool;
+    /// The keyword arguments it accepts (its `Args` fields).
+    fn keywords(&self) -> Keywords;
     /// Binds `args` and `kwargs` and runs the function.
     fn call_dyn(&self, ctx: &Context, args: Vec<Value>, kwargs: Map) -> Result<Output, CallError>;
 
@@ -212,6 +289,9 @@ impl<F: Function> DynFunction for F {
     }
     fn varargs(&self) -> bool {
         F::VARARGS
+    }
+    fn keywords(&self) -> Keywords {
+        keywords_of::<F::Args>()
     }
     fn call_dyn(&self, ctx: &Context, args: Vec<Value>, kwargs: Map) -> Result<Output, CallError> {
         let bound = bind(self, args, kwargs)?;

@@ -1,6 +1,9 @@
 //! `sys.*`: what this minion can do, read from the function registry.
 
-use super::{functions, opt, CallError, Context, Function, Output, Param, MODULES};
+use super::host::fnmatch;
+use super::{
+    functions, opt, opt_or, CallError, Context, DynFunction, Function, Keywords, Output, Param, ParamDefault, MODULES,
+};
 use brine_proto::{Map, Value};
 use serde::Deserialize;
 
@@ -80,9 +83,139 @@ impl Function for ListModules {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgspecArgs {
+    #[serde(default)]
+    module: Option<String>,
+    args: Vec<Value>,
+}
+
+/// Whether Salt's `sys.argspec` selects `name` for `word`: a word with `*` or `.` is a
+/// glob over full names (`cmd.run`, `cmd.r*`, `pkg*`), else a module name (`sys`
+/// selects `sys.*` but not `sysctl.*`).
+fn argspec_selects(word: &str, name: &str) -> bool {
+    if word.contains(['*', '.']) {
+        fnmatch(word, name)
+    } else {
+        name.strip_prefix(word).is_some_and(|rest| rest.starts_with('.'))
+    }
+}
+
+/// One function's signature in Salt's shape: positional `args`, the `defaults` of the
+/// trailing optional ones, and whether it takes `*args` and further keywords (`True` or
+/// `None`, as Salt reports them).
+fn argspec(f: &dyn DynFunction) -> Value {
+    let params = f.params();
+    let names: Vec<Value> = params.iter().map(|p| Value::from(p.name)).collect();
+    // Defaults belong to the parameters after the last required one, as in Python.
+    let first_defaulted = params.iter().rposition(|p| !p.optional).map_or(0, |i| i + 1);
+    let defaults: Vec<Value> = params[first_defaulted..].iter().map(|p| p.default.to_value()).collect();
+    let takes_more_keywords = match f.keywords() {
+        Keywords::Any => true,
+        Keywords::Named(fields) => fields.iter().any(|k| {
+            let listed = params.iter().any(|p| p.name == *k);
+            let rest_of_args = f.varargs() && *k == "args";
+            !(listed || rest_of_args)
+        }),
+    };
+    let or_none = |v: Vec<Value>| if v.is_empty() { Value::Null } else { Value::Array(v) };
+    let flag = |b: bool| if b { Value::Bool(true) } else { Value::Null };
+    let mut spec = Map::new();
+    spec.insert("args".into(), or_none(names));
+    spec.insert("defaults".into(), or_none(defaults));
+    spec.insert("varargs".into(), flag(f.varargs()));
+    spec.insert("kwargs".into(), flag(takes_more_keywords));
+    Value::Object(spec)
+}
+
+pub struct Argspec;
+impl Function for Argspec {
+    const NAME: &'static str = "sys.argspec";
+    const DOC: &'static str = "Returns the argument specification of functions, keyed by name: \
+        `args` (positional names in order), `defaults` (of the trailing optional ones), `varargs` \
+        and `kwargs` (True when it takes extra positional arguments or keywords beyond `args`, \
+        else None).\n\n\
+        Keywords: module (a module name like `cmd`, a function name like `cmd.run`, or a glob like \
+        `cmd.r*`; more words may follow). With none, every function (Salt documents that but \
+        returns nothing).\n\n\
+        CLI example: brine run '*' sys.argspec cmd.run";
+    const PARAMS: &'static [Param] = &[opt_or("module", ParamDefault::Str(""))];
+    const VARARGS: bool = true;
+    type Args = ArgspecArgs;
+    fn call(&self, _: &Context, a: ArgspecArgs) -> Result<Output, CallError> {
+        let mut words: Vec<String> = a.module.into_iter().filter(|m| !m.is_empty()).collect();
+        words.extend(a.args.iter().map(super::host::word_text));
+        let specs: Map = functions()
+            .filter(|f| words.is_empty() || words.iter().any(|w| argspec_selects(w, f.name())))
+            .map(|f| (f.name().to_string(), argspec(f)))
+            .collect();
+        Ok(Output::ok(specs))
+    }
+}
+
 /// The `sys` execution module.
 pub static MODULE: super::Module = super::Module {
     name: "sys",
-    doc: "What this minion can do: function lists and documentation.",
-    functions: &[&Doc, &ListFunctions, &ListModules],
+    doc: "What this minion can do: function lists, documentation and argument specifications.",
+    functions: &[&Argspec, &Doc, &ListFunctions, &ListModules],
 };
+
+#[cfg(test)]
+mod tests {
+    use crate::exec::{call, Context};
+    use brine_proto::Map;
+    use serde_json::json;
+
+    fn argspec(words: &[&str]) -> serde_json::Value {
+        let args = words.iter().map(|w| json!(w)).collect();
+        call("sys.argspec", &Context::default(), args, Map::new()).unwrap().ret
+    }
+
+    #[test]
+    fn argspec_has_salts_shape() {
+        let got = argspec(&["cmd.which"]);
+        assert_eq!(got, json!({"cmd.which": {"args": ["cmd"], "defaults": null, "varargs": null, "kwargs": null}}));
+        let run = &argspec(&["cmd.run"])["cmd.run"];
+        assert_eq!(
+            run["args"],
+            json!(["cmd", "cwd", "stdin", "runas", "group", "shell", "python_shell", "env", "clean_env"]),
+            "Salt's order"
+        );
+        assert_eq!(run["defaults"], json!([null, null, null, null, null, null, null, false]));
+        assert_eq!((run["varargs"].clone(), run["kwargs"].clone()), (json!(null), json!(true)), "timeout= etc.");
+        let keys: Vec<&String> = run.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["args", "defaults", "varargs", "kwargs"]);
+        // Free-form keywords and *args.
+        assert_eq!(
+            argspec(&["test.arg"])["test.arg"],
+            json!({"args": null, "defaults": null, "varargs": true, "kwargs": true})
+        );
+        assert_eq!(
+            argspec(&["test.ping"])["test.ping"],
+            json!({"args": null, "defaults": null, "varargs": null, "kwargs": null})
+        );
+        assert_eq!(argspec(&["sys.argspec"])["sys.argspec"]["defaults"], json!([""]));
+    }
+
+    #[test]
+    fn argspec_selects_modules_functions_and_globs_like_salt() {
+        let names = |v: serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(argspec(&["cmd.run"])), ["cmd.run"]);
+        assert_eq!(
+            names(argspec(&["cmd.r*"])),
+            ["cmd.retcode", "cmd.run", "cmd.run_all", "cmd.run_stderr", "cmd.run_stdout"]
+        );
+        let sys = names(argspec(&["sys"]));
+        assert!(sys.iter().all(|n| n.starts_with("sys.")) && sys.contains(&"sys.argspec".to_string()));
+        assert!(names(argspec(&["sy"])).is_empty(), "a module name is not a prefix");
+        assert_eq!(names(argspec(&["cmd.which", "cmd.has_exec"])), ["cmd.has_exec", "cmd.which"]);
+        assert_eq!(argspec(&["nosuch"]), json!({}));
+        let mut kw = Map::new();
+        kw.insert("module".into(), json!("cmd.which"));
+        let got = call("sys.argspec", &Context::default(), vec![], kw).unwrap().ret;
+        assert_eq!(names(got), ["cmd.which"]);
+        let all = argspec(&[]);
+        assert_eq!(all.as_object().unwrap().len(), crate::exec::functions().count());
+    }
+}
