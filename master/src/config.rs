@@ -55,9 +55,35 @@ pub struct RawConfig {
     /// NATS: embedded (default) or an existing server.
     #[serde(default)]
     pub nats: RawNats,
+    /// TLS of the embedded NATS server.
+    #[serde(default)]
+    pub tls: RawTls,
     /// Named targets for `-N` and `N@`: a compound expression, or a list of its words.
     #[serde(default)]
     pub nodegroups: std::collections::BTreeMap<String, RawNodegroup>,
+}
+
+/// The `[tls]` table (embedded mode).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Serve TLS with certificates from the master's own CA. Default `true`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Extra host names and addresses for the server certificate (the host's own names
+    /// and addresses are always included).
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        RawTls { enabled: true, names: Vec::new() }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A nodegroup definition: `web = "G@role:web or L@a,b"` or `web = ["L@a,b", "or", "G@role:web"]`.
@@ -92,6 +118,10 @@ pub struct RawNats {
     /// External mode: a NATS credentials file.
     #[serde(default)]
     pub creds_file: Option<PathBuf>,
+    /// External mode: the CA (PEM) of the server's TLS certificate. Minions receive it
+    /// in the master's signed enrollment answer.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -132,10 +162,11 @@ pub struct MasterConfig {
 /// How the master reaches NATS.
 #[derive(Debug, Clone)]
 pub enum NatsMode {
-    /// The master runs and supervises its own `nats-server`.
-    Embedded { listen: SocketAddr, server_bin: PathBuf },
-    /// The master uses an existing server.
-    External { url: String, auth: ExternalAuth },
+    /// The master runs and supervises its own `nats-server`; with `tls`, it serves TLS
+    /// with certificates from the master's CA covering these extra names.
+    Embedded { listen: SocketAddr, server_bin: PathBuf, tls: Option<Vec<String>> },
+    /// The master uses an existing server, trusting `tls_ca` for its TLS if given.
+    External { url: String, auth: ExternalAuth, tls_ca: Option<PathBuf> },
 }
 
 /// Credentials for an external NATS server.
@@ -187,7 +218,7 @@ impl MasterConfig {
         }
         let nats = match raw.nats.url {
             Some(url) => {
-                if raw.nats.listen.is_some() || raw.nats.server_bin.is_some() {
+                if raw.nats.listen.is_some() || raw.nats.server_bin.is_some() || !raw.tls.names.is_empty() {
                     return Err(invalid(
                         "nats.url",
                         "cannot be combined with nats.listen or nats.server_bin (those configure the embedded server)"
@@ -200,13 +231,17 @@ impl MasterConfig {
                     (None, None, Some(creds)) => ExternalAuth::CredsFile(creds),
                     _ => return Err(invalid("nats", "use either user and password, or creds_file".into())),
                 };
-                NatsMode::External { url, auth }
+                NatsMode::External { url, auth, tls_ca: raw.nats.tls_ca_file }
             }
             None => {
-                if raw.nats.user.is_some() || raw.nats.password.is_some() || raw.nats.creds_file.is_some() {
+                if raw.nats.user.is_some()
+                    || raw.nats.password.is_some()
+                    || raw.nats.creds_file.is_some()
+                    || raw.nats.tls_ca_file.is_some()
+                {
                     return Err(invalid(
                         "nats",
-                        "user, password and creds_file need nats.url (an external server)".into(),
+                        "user, password, creds_file and tls_ca_file need nats.url (an external server)".into(),
                     ));
                 }
                 let listen = raw.nats.listen.as_deref().unwrap_or("0.0.0.0:4222");
@@ -218,7 +253,7 @@ impl MasterConfig {
                     .server_bin
                     .or_else(|| std::env::var_os("NATS_SERVER").map(PathBuf::from))
                     .unwrap_or_else(|| PathBuf::from("nats-server"));
-                NatsMode::Embedded { listen, server_bin }
+                NatsMode::Embedded { listen, server_bin, tls: raw.tls.enabled.then_some(raw.tls.names) }
             }
         };
         let mut nodegroups = brine_proto::target::Nodegroups::new();
@@ -274,6 +309,20 @@ impl MasterConfig {
     /// The embedded NATS server's directory (config, JetStream store, pid).
     pub fn nats_dir(&self) -> PathBuf {
         self.data_dir.join("nats")
+    }
+
+    /// The embedded server's TLS files (CA, certificate, key).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+
+    /// The CA local clients trust for the master's NATS, if it serves TLS.
+    pub fn tls_ca_path(&self) -> Option<PathBuf> {
+        match &self.nats {
+            NatsMode::Embedded { tls: Some(_), .. } => Some(self.tls_dir().join("ca.pem")),
+            NatsMode::Embedded { tls: None, .. } => None,
+            NatsMode::External { tls_ca, .. } => tls_ca.clone(),
+        }
     }
 
     /// Where the master records the URL clients on this host should use.

@@ -89,6 +89,7 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
         request: req.stamp.id.clone(),
         id: req.id.clone(),
         status: enrolled.status,
+        tls_ca: shared.tls_ca.clone(),
     };
     match seal(&answer, &shared.key) {
         Ok(bytes) => {

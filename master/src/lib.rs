@@ -24,6 +24,7 @@ pub mod queue;
 pub mod rpc;
 pub mod stats;
 pub mod store;
+pub mod tls;
 
 pub use config::MasterConfig;
 pub use master::Master;

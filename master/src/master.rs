@@ -32,6 +32,8 @@ pub enum StartError {
     JetStream(String),
     #[error("cannot write {path}: {source}")]
     Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsSetupError),
 }
 
 /// A job the master is waiting on: who was targeted and who follows its returns.
@@ -57,6 +59,8 @@ pub struct Shared {
     pub embedded: Option<EmbeddedNats>,
     pub presence: Presence,
     pub queue: crate::queue::JobQueue,
+    /// The CA of the NATS server's TLS certificate, sent to enrolling minions.
+    pub tls_ca: Option<Vec<u8>>,
     pub stats: Stats,
     pub(crate) active: Mutex<HashMap<Jid, ActiveJob>>,
     pub(crate) ctl_replay: Mutex<brine_proto::replay::ReplayWindow>,
@@ -130,6 +134,14 @@ pub struct Master {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Requires TLS trusting `ca` (DER), when there is one.
+pub fn with_tls(opts: async_nats::ConnectOptions, ca: Option<&[u8]>) -> Result<async_nats::ConnectOptions, StartError> {
+    let Some(ca) = ca else { return Ok(opts) };
+    let roots = [rustls::pki_types::CertificateDer::from(ca.to_vec())];
+    let config = brine_proto::tls::client_config(&roots).map_err(|e| StartError::JetStream(e.to_string()))?;
+    Ok(opts.tls_client_config(config).require_tls(true))
+}
+
 async fn connect(url: &str, opts: async_nats::ConnectOptions) -> Result<async_nats::Client, StartError> {
     opts.name("brine-master")
         .max_reconnects(None)
@@ -157,9 +169,14 @@ impl Master {
         let grains = crate::grains::GrainsCache::open(&store)?;
         let jids = JidGenerator::starting_after(store.latest_jid()?);
 
-        let (client, embedded) = match &cfg.nats {
-            NatsMode::Embedded { listen, server_bin } => {
-                let layout = Layout { dir: cfg.nats_dir(), bin: server_bin.clone(), listen: *listen };
+        let (client, embedded, tls_ca) = match &cfg.nats {
+            NatsMode::Embedded { listen, server_bin, tls } => {
+                let tls = match tls {
+                    Some(extra) => Some(crate::tls::ensure(&cfg.tls_dir(), &crate::tls::server_names(extra))?),
+                    None => None,
+                };
+                let tls_ca = tls.as_ref().map(|t| t.ca_der.clone());
+                let layout = Layout { dir: cfg.nats_dir(), bin: server_bin.clone(), listen: *listen, tls };
                 let users = Users {
                     master: key.verifying_key(),
                     operators: vec![("admin".into(), admin.verifying_key())],
@@ -169,10 +186,11 @@ impl Master {
                 let embedded = EmbeddedNats::start(layout, section).await?;
                 let seed = crate::nats::nkey_seed(&key)
                     .map_err(|reason| StartError::Connect { url: embedded.client_url().to_string(), reason })?;
-                let client = connect(embedded.client_url(), async_nats::ConnectOptions::with_nkey(seed)).await?;
-                (client, Some(embedded))
+                let opts = with_tls(async_nats::ConnectOptions::with_nkey(seed), tls_ca.as_deref())?;
+                let client = connect(embedded.client_url(), opts).await?;
+                (client, Some(embedded), tls_ca)
             }
-            NatsMode::External { url, auth } => {
+            NatsMode::External { url, auth, tls_ca } => {
                 let opts = match auth {
                     ExternalAuth::None => async_nats::ConnectOptions::new(),
                     ExternalAuth::UserPassword { user, password } => {
@@ -182,7 +200,17 @@ impl Master {
                         .await
                         .map_err(|e| StartError::Connect { url: url.clone(), reason: e.to_string() })?,
                 };
-                (connect(url, opts).await?, None)
+                let tls_ca = match tls_ca {
+                    Some(path) => Some(
+                        brine_proto::tls::certs_from_file(path)
+                            .map_err(|e| StartError::Connect { url: url.clone(), reason: e.to_string() })?
+                            .remove(0)
+                            .to_vec(),
+                    ),
+                    None => None,
+                };
+                let opts = with_tls(opts, tls_ca.as_deref())?;
+                (connect(url, opts).await?, None, tls_ca)
             }
         };
         let client_url = match (&embedded, &cfg.nats) {
@@ -204,6 +232,7 @@ impl Master {
             embedded,
             presence: Presence::default(),
             queue,
+            tls_ca,
             stats: Stats::default(),
             active: Mutex::new(HashMap::new()),
             ctl_replay: Mutex::new(brine_proto::replay::ReplayWindow::new()),

@@ -170,6 +170,8 @@ pub struct Layout {
     pub dir: PathBuf,
     pub bin: PathBuf,
     pub listen: SocketAddr,
+    /// Serve TLS with these files.
+    pub tls: Option<crate::tls::TlsMaterial>,
 }
 
 impl Layout {
@@ -198,7 +200,16 @@ impl Layout {
              ports_file_dir: {ports}\n\
              log_file: {log}\n\
              jetstream {{\n  store_dir: {js}\n}}\n\
+             {tls}\
              {users_section}",
+            tls = match &self.tls {
+                Some(t) => format!(
+                    "tls {{\n  cert_file: {}\n  key_file: {}\n  timeout: 5\n}}\n",
+                    quote(&t.cert_path().display().to_string()),
+                    quote(&t.key_path().display().to_string())
+                ),
+                None => String::new(),
+            },
             host = quote(&self.listen.ip().to_string()),
             pid = quote(&self.pid_file().display().to_string()),
             ports = quote(&self.ports_dir().display().to_string()),

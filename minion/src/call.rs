@@ -73,8 +73,8 @@ pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: b
             }
         }
     }
-    let grains = brine_states::grains::collect(cfg.id.as_str(), &cfg.grains);
-    let ctx = Context { grains: Arc::new(grains), ..Context::default() };
+    let grains = brine_states::grains::collect(cfg.id.as_str(), &cfg.custom_grains());
+    let ctx = Context { grains: Arc::new(grains), grains_file: Some(cfg.grains_path()), ..Context::default() };
     let (pos, kw) = brine_proto::args::parse_cli_args(&args.args);
     let output = match brine_states::exec::call(&args.fun, &ctx, pos, kw) {
         Ok(o) => o,

@@ -68,6 +68,23 @@ pub struct RawConfig {
     /// NATS connection options.
     #[serde(default)]
     pub nats: RawNats,
+    /// TLS to the master's NATS.
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+/// The `[tls]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The CA (PEM) to trust for the master's NATS. Unset: the CA the master sends in
+    /// its signed enrollment answer, kept in `data_dir/master-ca.pem`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Refuse a connection without TLS: `true`, `false`, or `"auto"` (the default:
+    /// required unless the master is on this host).
+    #[serde(default)]
+    pub required: Option<toml::Value>,
 }
 
 /// The `[nats]` table.
@@ -129,6 +146,10 @@ pub struct MinionConfig {
     pub log_level: String,
     pub grains: Map,
     pub nats_auth: NatsAuth,
+    /// A configured CA file for the master's NATS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Whether a connection without TLS is refused.
+    pub tls_required: bool,
 }
 
 /// The host's fully qualified name, the default minion id.
@@ -196,6 +217,12 @@ impl MinionConfig {
             Some("none") => NatsAuth::None,
             Some(other) => return Err(invalid("nats.auth", format!("{other:?} is not one of \"nkey\", \"none\""))),
         };
+        let tls_required = match &raw.tls.required {
+            None => !brine_proto::tls::is_loopback_url(&master_url),
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(toml::Value::String(s)) if s == "auto" => !brine_proto::tls::is_loopback_url(&master_url),
+            Some(other) => return Err(invalid("tls.required", format!("{other} is not true, false or \"auto\""))),
+        };
         let grains: Map =
             serde_json::to_value(raw.grains).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
         Ok(MinionConfig {
@@ -213,6 +240,8 @@ impl MinionConfig {
             log_level: raw.log_level,
             grains,
             nats_auth,
+            tls_ca_file: raw.tls.ca_file,
+            tls_required,
         })
     }
 
@@ -224,6 +253,26 @@ impl MinionConfig {
     /// The pinned master key.
     pub fn master_pub_path(&self) -> PathBuf {
         self.data_dir.join("master.pub")
+    }
+
+    /// Grains set with `grains.setval` (YAML), under the config's static grains.
+    pub fn grains_path(&self) -> PathBuf {
+        self.data_dir.join("grains")
+    }
+
+    /// The static custom grains: those saved with `grains.setval`, then the config's.
+    pub fn custom_grains(&self) -> Map {
+        let mut custom = brine_states::grains::load_saved(&self.grains_path()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the saved grains");
+            Map::new()
+        });
+        custom.extend(self.grains.clone());
+        custom
+    }
+
+    /// The CA of the master's NATS, as the master sent it.
+    pub fn master_ca_path(&self) -> PathBuf {
+        self.data_dir.join("master-ca.pem")
     }
 
     /// The minion's sled database (replay ids).

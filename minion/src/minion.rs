@@ -43,6 +43,8 @@ pub enum StartError {
     Key(#[from] brine_proto::keys::KeyError),
     #[error("minion database {path}: {source}")]
     Db { path: std::path::PathBuf, source: sled::Error },
+    #[error("TLS: {0}")]
+    Tls(brine_proto::tls::TlsError),
 }
 
 /// Counters of what the minion did with the jobs it received.
@@ -75,6 +77,9 @@ struct Shared {
     cfg: MinionConfig,
     key: SigningKey,
     master: Mutex<Option<VerifyingKey>>,
+    /// The CA (DER) trusted for the master's NATS: configured, or pinned from the
+    /// master's signed enrollment answer.
+    tls_ca: Mutex<Option<Vec<u8>>>,
     replay: ReplayCache,
     grains: RwLock<Arc<Map>>,
     running: Mutex<HashMap<Jid, RunningJob>>,
@@ -151,7 +156,7 @@ impl Host for MinionHost {
 
     fn refresh_grains(&self) -> Result<Map, String> {
         let sh = &self.0;
-        let fresh = brine_states::grains::collect(sh.cfg.id.as_str(), &sh.cfg.grains);
+        let fresh = brine_states::grains::collect(sh.cfg.id.as_str(), &sh.cfg.custom_grains());
         *sh.grains.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh.clone());
         let client = sh.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(client) = client {
@@ -225,6 +230,10 @@ impl Minion {
             }
             Err(e) => return Err(e.into()),
         };
+        let tls_ca = match cfg.tls_ca_file.clone().or_else(|| Some(cfg.master_ca_path()).filter(|p| p.exists())) {
+            Some(path) => Some(brine_proto::tls::certs_from_file(&path).map_err(StartError::Tls)?.remove(0).to_vec()),
+            None => None,
+        };
         let db_err = |source| StartError::Db { path: cfg.db_path(), source };
         let db = sled::Config::new().path(cfg.db_path()).cache_capacity(4 * 1024 * 1024).open().map_err(db_err)?;
         let replay =
@@ -249,7 +258,7 @@ impl Minion {
             }
             spool.end_job(jid).map_err(db_err)?;
         }
-        let (id, custom) = (cfg.id.to_string(), cfg.grains.clone());
+        let (id, custom) = (cfg.id.to_string(), cfg.custom_grains());
         let grains =
             tokio::task::spawn_blocking(move || brine_states::grains::collect(&id, &custom)).await.unwrap_or_default();
         let (status, _) = watch::channel(Status::Starting);
@@ -258,6 +267,7 @@ impl Minion {
             cfg,
             key,
             master: Mutex::new(master),
+            tls_ca: Mutex::new(tls_ca),
             replay,
             grains: RwLock::new(Arc::new(grains)),
             running: Mutex::new(HashMap::new()),
@@ -372,6 +382,30 @@ async fn run(sh: Arc<Shared>) {
     }
 }
 
+/// Adds TLS to a connection: verified against the trusted CA when there is one
+/// (then required); otherwise, for the enrollment connection only, a capture that
+/// accepts the server's certificate until the master's signed answer names its CA.
+fn with_tls(sh: &Shared, opts: async_nats::ConnectOptions, enrolling: bool) -> async_nats::ConnectOptions {
+    let ca = sh.tls_ca.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match ca {
+        Some(ca) => {
+            let roots = [rustls::pki_types::CertificateDer::from(ca)];
+            match brine_proto::tls::client_config(&roots) {
+                Ok(config) => opts.tls_client_config(config).require_tls(true),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot use the master's TLS CA");
+                    opts.require_tls(true)
+                }
+            }
+        }
+        None if enrolling => match brine_proto::tls::capture_config() {
+            Ok((config, _)) => opts.tls_client_config(config).require_tls(sh.cfg.tls_required),
+            Err(_) => opts,
+        },
+        None => opts,
+    }
+}
+
 /// Asks the master to accept the key until it does.
 async fn enroll(sh: &Shared) {
     let _ = sh.status.send_replace(Status::Enrolling(None));
@@ -379,7 +413,7 @@ async fn enroll(sh: &Shared) {
     let subjects = &sh.cfg.subjects;
     let mut last: Option<KeyStatus> = None;
     loop {
-        let client = match async_nats::ConnectOptions::new()
+        let client = match with_tls(sh, async_nats::ConnectOptions::new(), true)
             .custom_inbox_prefix(subjects.enroll_inbox())
             .name(format!("brine-minion {} (enrolling)", sh.cfg.id))
             .connection_timeout(Duration::from_secs(5))
@@ -470,6 +504,17 @@ fn check_enroll_reply(sh: &Shared, req: &EnrollRequest, payload: &[u8]) -> Resul
     if reply.request != req.stamp.id || reply.id != req.id {
         return Err("answer to another request".into());
     }
+    if let Some(ca) = &reply.tls_ca {
+        let mut pinned_ca = sh.tls_ca.lock().unwrap_or_else(|e| e.into_inner());
+        if pinned_ca.is_none() {
+            // Trusted because the master, whose key we trust, vouches for it.
+            let path = sh.cfg.master_ca_path();
+            std::fs::write(&path, brine_proto::tls::der_to_pem(ca))
+                .map_err(|e| format!("cannot save the master's CA to {}: {e}", path.display()))?;
+            tracing::info!(fingerprint = %brine_proto::tls::fingerprint(ca), "pinned the master's TLS CA");
+            *pinned_ca = Some(ca.clone());
+        }
+    }
     if pinned.is_none() {
         brine_proto::keys::write_public_key(&sh.cfg.master_pub_path(), &signer).map_err(|e| e.to_string())?;
         *sh.master.lock().unwrap_or_else(|e| e.into_inner()) = Some(signer);
@@ -511,7 +556,14 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
         }
         NatsAuth::None => async_nats::ConnectOptions::new(),
     };
-    opts = opts
+    if sh.cfg.tls_required && sh.tls_ca.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+        return SessionEnd::ConnectFailed(format!(
+            "no TLS CA is known for {} and TLS is required for a master on another host \
+             (set [tls] ca_file, or [tls] required = false to allow plaintext)",
+            sh.cfg.master_url
+        ));
+    }
+    opts = with_tls(sh, opts, false)
         .custom_inbox_prefix(subjects.minion_inbox(id))
         .name(format!("brine-minion {id}"))
         .connection_timeout(Duration::from_secs(5))
@@ -870,7 +922,12 @@ async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
     let permit = sh.workers.clone().acquire_owned().await;
     let started_at = brine_proto::time::now_ms();
     let t0 = Instant::now();
-    let ctx = Context { grains: sh.grains(), cancel, host: Some(Arc::new(MinionHost(sh.clone()))) };
+    let ctx = Context {
+        grains: sh.grains(),
+        cancel,
+        host: Some(Arc::new(MinionHost(sh.clone()))),
+        grains_file: Some(sh.cfg.grains_path()),
+    };
     let (fun, arg, kwarg) = (job.fun.clone(), job.arg, job.kwarg);
     tracing::info!(jid = %job.jid, fun = %fun, user = %job.user, "running job");
     let result = tokio::task::spawn_blocking(move || brine_states::exec::call(&fun, &ctx, arg, kwarg)).await;

@@ -23,6 +23,8 @@ pub mod replay;
 pub mod subject;
 pub mod target;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// The dynamic value type of arguments, return data and event payloads. It maps 1:1
 /// onto JSON (what `--out json` prints) and onto MessagePack on the wire.

@@ -72,6 +72,10 @@ pub struct EnrollReply {
     pub request: String,
     pub id: MinionId,
     pub status: KeyStatus,
+    /// The CA (DER) of the master's NATS server certificate, when it serves TLS: the
+    /// minion trusts it because the master signed this answer.
+    #[serde(default, with = "serde_bytes")]
+    pub tls_ca: Option<Vec<u8>>,
 }
 message!(EnrollReply, Kind::EnrollReply);
 

@@ -345,11 +345,13 @@ pub async fn connect_as(
     url: &str,
     key_file: &Path,
     inbox: &str,
+    ca: &Path,
 ) -> (async_nats::Client, tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>) {
+    let ca = Some(ca.to_path_buf());
     let key = brine_proto::keys::load_key(key_file).expect("key");
     let seed = brine_master::nats::nkey_seed(&key).expect("seed");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let client = async_nats::ConnectOptions::with_nkey(seed)
+    let client = tls(async_nats::ConnectOptions::with_nkey(seed), ca.as_deref())
         .custom_inbox_prefix(inbox)
         .event_callback(move |ev| {
             let tx = tx.clone();
@@ -518,5 +520,23 @@ impl MasterProcess {
         tokio::time::sleep(down_for).await;
         self.process.start_again();
         self.wait_up();
+    }
+}
+
+/// Adds TLS trusting the CA at `ca` (a master's `tls/ca.pem`), if given.
+pub fn tls(opts: async_nats::ConnectOptions, ca: Option<&Path>) -> async_nats::ConnectOptions {
+    match ca {
+        Some(path) => {
+            let roots = brine_proto::tls::certs_from_file(path).expect("CA");
+            opts.tls_client_config(brine_proto::tls::client_config(&roots).expect("TLS config")).require_tls(true)
+        }
+        None => opts,
+    }
+}
+
+impl TestMaster {
+    /// The CA of the embedded NATS server's TLS certificate.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("master/tls/ca.pem")
     }
 }

@@ -58,7 +58,7 @@ impl Operator {
                     crate::nats::nkey_seed(&key).map_err(|reason| ClientError::Connect { url: url.clone(), reason })?;
                 (url, async_nats::ConnectOptions::with_nkey(seed))
             }
-            NatsMode::External { url, auth } => {
+            NatsMode::External { url, auth, .. } => {
                 let opts = match auth {
                     ExternalAuth::None => async_nats::ConnectOptions::new(),
                     ExternalAuth::UserPassword { user, password } => {
@@ -72,6 +72,16 @@ impl Operator {
             }
         };
         let inbox = cfg.subjects.operator_inbox("admin");
+        let opts = match cfg.tls_ca_path() {
+            Some(path) => {
+                let roots = brine_proto::tls::certs_from_file(&path)
+                    .map_err(|e| ClientError::Connect { url: url.clone(), reason: e.to_string() })?;
+                let config = brine_proto::tls::client_config(&roots)
+                    .map_err(|e| ClientError::Connect { url: url.clone(), reason: e.to_string() })?;
+                opts.tls_client_config(config).require_tls(true)
+            }
+            None => opts,
+        };
         let client = opts
             .custom_inbox_prefix(&inbox)
             .name("brine")

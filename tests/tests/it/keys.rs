@@ -96,7 +96,7 @@ async fn a_different_key_for_an_accepted_id_is_denied() {
 async fn auto_accept_lets_minions_straight_in_and_key_changes_are_events() {
     let master = TestMaster::start(MasterOpts { auto_accept: true, ..Default::default() }).await;
     let admin_key = master.dir.join("master/operators/admin.pem");
-    let (watcher, _ev) = connect_as(&master.url(), &admin_key, "_OPS_admin").await;
+    let (watcher, _ev) = connect_as(&master.url(), &admin_key, "_OPS_admin", &master.ca_path()).await;
     let mut events = watcher.subscribe("brine.event.master.brine.key.>").await.unwrap();
     watcher.flush().await.unwrap();
 

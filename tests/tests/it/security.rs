@@ -34,7 +34,7 @@ async fn forged_replayed_expired_and_misdirected_jobs_are_refused() {
     let master_pem = master.dir.join("master/master.pem");
     let master_key = brine_proto::keys::load_key(&master_pem).unwrap();
     // Listen to the job subject with the master's own NATS identity to capture a real job.
-    let (spy, _) = connect_as(&master.url(), &master_pem, "_INBOX_spy").await;
+    let (spy, _) = connect_as(&master.url(), &master_pem, "_INBOX_spy", &master.ca_path()).await;
     let mut jobs = spy.subscribe("brine.job.>").await.unwrap();
     spy.flush().await.unwrap();
     assert_eq!(master.cli(&["run", "m1", "test.ping"]).await.code, 0);
@@ -114,7 +114,7 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
     let a = accepted(&master, "a").await;
     let b = accepted(&master, "b").await;
     // Mallory holds a's key and talks to NATS directly.
-    let (client, mut events) = connect_as(&master.url(), &a.key_path(), "_INBOX_a").await;
+    let (client, mut events) = connect_as(&master.url(), &a.key_path(), "_INBOX_a", &master.ca_path()).await;
     let _sub_jobs = client.subscribe("brine.job.b.>").await.unwrap();
     let _sub_inbox = client.subscribe("_INBOX_b.>").await.unwrap();
     let _sub_rets = client.subscribe("brine.ret.>").await.unwrap();
@@ -163,7 +163,7 @@ async fn forged_and_garbage_returns_are_dropped_and_counted() {
     assert_eq!(out.code, 0, "{out:?}");
     let jid: Jid = out.stdout.lines().next().unwrap().trim_start_matches("Executing job with jid ").parse().unwrap();
 
-    let (client, _) = connect_as(&master.url(), &a.key_path(), "_INBOX_a").await;
+    let (client, _) = connect_as(&master.url(), &a.key_path(), "_INBOX_a", &master.ca_path()).await;
     let js = async_nats::jetstream::new(client.clone());
     let a_key = brine_proto::keys::load_key(&a.key_path()).unwrap();
     let ret = |id: &str, ret: serde_json::Value| Return {
@@ -217,7 +217,7 @@ async fn connections_without_credentials_reach_nothing_but_enrollment() {
     let master = TestMaster::start(MasterOpts::default()).await;
     let _a = accepted(&master, "a").await;
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let anon = async_nats::ConnectOptions::new()
+    let anon = tls(async_nats::ConnectOptions::new(), Some(&master.ca_path()))
         .custom_inbox_prefix("_ENROLL")
         .event_callback(move |ev| {
             let tx = tx.clone();
@@ -247,6 +247,6 @@ async fn connections_without_credentials_reach_nothing_but_enrollment() {
     brine_proto::keys::load_or_create_key(&path).unwrap();
     let key = brine_proto::keys::load_key(&path).unwrap();
     let seed = brine_master::nats::nkey_seed(&key).unwrap();
-    let err = async_nats::ConnectOptions::with_nkey(seed).connect(master.url()).await;
+    let err = tls(async_nats::ConnectOptions::with_nkey(seed), Some(&master.ca_path())).connect(master.url()).await;
     assert!(err.is_err(), "an unknown nkey must not connect");
 }

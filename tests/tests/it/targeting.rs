@@ -97,3 +97,20 @@ async fn minions_recheck_the_target_and_refresh_their_grains() {
     assert_eq!(out.stdout, "db1:\n    eu\n");
     assert_eq!(minions[2].minion().counters().jobs_refused, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grains_set_on_a_minion_persist_and_target() {
+    let (master, mut minions) = fleet().await;
+    let out = master.cli(&["run", "web1", "grains.setval", "tier", "gold"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(who(&master, &["-G", "tier:gold"]).await, set(&["web1"]));
+    // The grain survives a restart of the minion.
+    let web1 = minions.remove(0);
+    let dir = web1.dir.clone();
+    let mut web1 = web1;
+    web1.stop().await;
+    let back = TestMinion::start_in(&dir, &master.url(), "web1", &MinionOpts::default()).await;
+    assert!(back.minion().wait_connected(std::time::Duration::from_secs(20)).await);
+    let out = master.cli(&["run", "web1", "grains.get", "tier"]).await;
+    assert_eq!(out.stdout, "web1:\n    gold\n");
+}
