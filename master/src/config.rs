@@ -403,7 +403,7 @@ mod packaged_defaults {
         let text = include_str!("../../packaging/master.toml");
         // External-mode keys conflict with the embedded ones; server_bin's default
         // depends on $NATS_SERVER.
-        let skip = ["url", "user", "password", "creds_file", "server_bin", "web", "eu_web"];
+        let skip = ["url", "user", "password", "creds_file", "tls_ca_file", "server_bin", "web", "eu_web", "names"];
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
@@ -412,12 +412,20 @@ mod packaged_defaults {
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        for key in
-            ["data_dir", "prefix", "auto_accept", "job_ttl", "keep_jobs", "presence_timeout", "log_level", "listen"]
-        {
+        for key in [
+            "data_dir",
+            "prefix",
+            "auto_accept",
+            "job_ttl",
+            "keep_jobs",
+            "presence_timeout",
+            "log_level",
+            "listen",
+            "enabled",
+        ] {
             assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
         }
-        for key in &skip[..5] {
+        for key in &skip[..6] {
             assert!(text.lines().any(|l| l.starts_with(&format!("#{key} = "))), "{key} is not documented");
         }
         let documented = MasterConfig::parse(&uncommented, None).unwrap();

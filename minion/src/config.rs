@@ -330,7 +330,7 @@ mod packaged_defaults {
     #[test]
     fn packaged_minion_toml_documents_the_defaults() {
         let text = include_str!("../../packaging/minion.toml");
-        let examples = ["id", "roles", "datacenter"];
+        let examples = ["id", "roles", "datacenter", "ca_file"];
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
@@ -352,6 +352,7 @@ mod packaged_defaults {
             "enroll_retry_max",
             "log_level",
             "auth",
+            "required",
         ] {
             assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
         }

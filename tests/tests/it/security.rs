@@ -250,3 +250,29 @@ async fn connections_without_credentials_reach_nothing_but_enrollment() {
     let err = tls(async_nats::ConnectOptions::with_nkey(seed), Some(&master.ca_path())).connect(master.url()).await;
     assert!(err.is_err(), "an unknown nkey must not connect");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_traffic_is_tls_and_minions_pin_the_ca_the_master_signs_for() {
+    let master = TestMaster::start(MasterOpts::default()).await;
+    // A client that does not speak TLS cannot connect at all.
+    let plain =
+        async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2)).connect(master.url()).await;
+    assert!(plain.is_err(), "the embedded server must require TLS");
+    let m = accepted(&master, "m1").await;
+    let pinned = std::fs::read_to_string(m.dir.join("minion/master-ca.pem")).unwrap();
+    assert_eq!(pinned.trim(), std::fs::read_to_string(master.ca_path()).unwrap().trim());
+    assert_eq!(master.cli(&["run", "m1", "test.ping"]).await.code, 0);
+
+    // A minion told to trust another master key never enrolls, and pins nothing.
+    let wrong = "00:".repeat(31) + "00";
+    let impostor_of = TestMinion::start(
+        &master.url(),
+        "m2",
+        MinionOpts { extra: format!("master_finger = {wrong:?}"), ..Default::default() },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*impostor_of.minion().status().borrow(), brine_minion::Status::Enrolling(None));
+    assert!(!impostor_of.dir.join("minion/master-ca.pem").exists());
+    assert!(!impostor_of.dir.join("minion/master.pub").exists());
+}
