@@ -110,8 +110,9 @@ fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Re
     let key = shared.registry.accepted_key(&minion).ok_or(Drop::UnknownMinion)?;
     let ret: Return = open(payload, &key, now).map_err(|e| match e {
         OpenError::Expired(_) | OpenError::FromTheFuture(_) | OpenError::BadStamp(_) => Drop::Stale(e),
-        OpenError::Malformed(m) => Drop::Malformed(m),
-        e => Drop::Signature(e),
+        OpenError::WrongSigner(_) | OpenError::BadSignature => Drop::Signature(e),
+        // Undecodable, oversized, too deeply nested, wrong version or kind.
+        e => Drop::Malformed(e.to_string()),
     })?;
     if ret.id != minion || ret.jid.to_string() != jid_token {
         return Err(Drop::Malformed(format!("return for {} / {} on subject {subject}", ret.id, ret.jid)));

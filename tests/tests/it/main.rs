@@ -3,6 +3,7 @@
 mod binaries;
 mod external;
 mod faults;
+mod hostile;
 mod jobcontrol;
 mod jobs;
 mod keys;
