@@ -169,3 +169,84 @@ async fn a_minion_killed_mid_job_reports_it_interrupted() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A bounded soak: many queued jobs on several minions while the NATS server and a
+/// minion restart. Every job must end with exactly one return from every minion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_with_faults_loses_and_duplicates_nothing() {
+    const MINIONS: usize = 6;
+    const JOBS: usize = 24;
+    let mut nats = NatsServer::start();
+    let master =
+        TestMaster::start(MasterOpts { external_url: Some(nats.url()), auto_accept: true, ..Default::default() }).await;
+    let opts = MinionOpts { tables: "[nats]\nauth = \"none\"\n".into(), ..Default::default() };
+    let mut minions = Vec::new();
+    for i in 0..MINIONS {
+        minions.push(TestMinion::start(&nats.url(), &format!("s{i}"), opts.clone()).await);
+    }
+    for m in &minions {
+        assert!(m.minion().wait_connected(Duration::from_secs(30)).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while master.cli(&["run", "*", "test.ping", "--static", "--out", "json"]).await.stdout.matches("true").count()
+        < MINIONS
+    {
+        assert!(Instant::now() < deadline, "not all minions answer");
+    }
+
+    let stored_before = master.master().stats().returns_stored;
+    let mut jids = Vec::new();
+    let mut n = 0;
+    while jids.len() < JOBS {
+        match jids.len() {
+            8 if n == 0 => {
+                nats.stop();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                nats.restart();
+                n = 1;
+            }
+            16 if n == 1 => {
+                let m = minions.remove(0);
+                let dir = m.dir.clone();
+                let mut m = m;
+                m.stop().await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                minions.push(TestMinion::start_in(&dir, &nats.url(), "s0", &opts).await);
+                n = 2;
+            }
+            _ => {}
+        }
+        let word = format!("job{}", jids.len());
+        let out =
+            master.cli(&["run", "*", "cmd.run", &format!("echo {word}"), "--queue", "--ttl", "10m", "--async"]).await;
+        match out.stdout.trim().strip_prefix("Executed command with job ID: ") {
+            Some(jid) => jids.push((jid.to_string(), word)),
+            // The server is coming back: try again.
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for (jid, word) in &jids {
+        loop {
+            let out = master.cli(&["job", "show", jid, "--out", "json"]).await;
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+            let rets = v.as_object().cloned().unwrap_or_default();
+            if rets.len() == MINIONS {
+                assert!(rets.values().all(|r| r == word.as_str()), "{jid}: {v}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "job {jid} has {} of {MINIONS} returns: {v}", rets.len());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let out = master.cli(&["job", "show", jid, "--summary", "--out", "json"]).await;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(
+            (v["Targeted"].as_u64(), v["Returned"].as_u64()),
+            (Some(MINIONS as u64), Some(MINIONS as u64)),
+            "{jid}"
+        );
+    }
+    // Stored exactly once each, whatever was redelivered.
+    assert_eq!(master.master().stats().returns_stored - stored_before, (JOBS * MINIONS) as u64);
+}
