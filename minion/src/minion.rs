@@ -7,7 +7,7 @@ use crate::config::{MinionConfig, NatsAuth};
 use crate::replay::{ReplayCache, ReplayError};
 use crate::spool::{Inflight, Spool};
 use async_nats::jetstream;
-use brine_proto::envelope::{open, seal, Envelope, Stamp};
+use brine_proto::envelope::{open, seal, Envelope, OpenError, Stamp};
 use brine_proto::keys::Fingerprint;
 use brine_proto::msg::{
     EnrollReply, EnrollRequest, Job, KeyStatus, Presence, Return, Rpc, RpcCall, RpcReply, RpcResult,
@@ -89,6 +89,8 @@ struct Shared {
     counters: Counters,
     /// Jobs in flight and returns not yet acknowledged, on disk.
     spool: Spool,
+    /// Why the last refused job was refused.
+    last_refusal: Mutex<Option<String>>,
     /// The NATS connection of the current session, if any.
     session: Mutex<Option<async_nats::Client>>,
     /// Tasks the minion started, stopped with it.
@@ -275,6 +277,7 @@ impl Minion {
             status,
             counters: Counters::default(),
             spool,
+            last_refusal: Mutex::new(None),
             session: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             draining: Default::default(),
@@ -309,6 +312,11 @@ impl Minion {
             jobs_refused: c.jobs_refused.load(Ordering::Relaxed),
             returns_published: c.returns_published.load(Ordering::Relaxed),
         }
+    }
+
+    /// Why the last refused job was refused.
+    pub fn last_refusal(&self) -> Option<String> {
+        self.shared.last_refusal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Stops the agent and every task it started; when this returns, the minion's
@@ -655,9 +663,26 @@ async fn publish_presence(sh: &Shared, client: &async_nats::Client) {
     }
 }
 
+/// For a signed job refused for its time: how far this minion's clock is from the
+/// master's, and what to do.
+fn skew_explanation(payload: &[u8], now: u64) -> Option<String> {
+    let env = Envelope::decode(payload).ok()?;
+    let job: Job = rmp_serde::from_slice(&env.body).ok()?;
+    let issued = job.stamp.issued_at;
+    let (dir, ms) = if now >= issued { ("ahead of", now - issued) } else { ("behind", issued - now) };
+    Some(format!(
+        "this minion's clock is about {}s {dir} the master's (the job was issued at {}, it is {} here); \
+         fix the clock (NTP) on this host or the master",
+        ms / 1000,
+        brine_proto::time::format_ms(issued),
+        brine_proto::time::format_ms(now)
+    ))
+}
+
 /// Why a job was refused.
 fn refuse(sh: &Shared, subject: &str, why: &str) {
     sh.counters.jobs_refused.fetch_add(1, Ordering::Relaxed);
+    *sh.last_refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
     tracing::warn!(subject, "refused a job: {why}");
 }
 
@@ -691,6 +716,12 @@ async fn accept_job(sh: &Arc<Shared>, subject: &str, payload: &[u8], via: Via) -
     };
     let job: Job = match open(payload, &master, now) {
         Ok(j) => j,
+        Err(e @ (OpenError::Expired(_) | OpenError::FromTheFuture(_))) if via == Via::Live => {
+            // A live job is a few milliseconds old: if it looks stale or early, the
+            // clocks disagree. Say so, with the numbers, instead of a bare refusal.
+            refuse(sh, subject, &skew_explanation(payload, now).unwrap_or_else(|| e.to_string()));
+            return None;
+        }
         Err(e) => {
             refuse(sh, subject, &e.to_string());
             return None;

@@ -66,6 +66,8 @@ async fn forged_replayed_expired_and_misdirected_jobs_are_refused() {
     let stale = seal(&job(jid, Target::Glob("*".into()), now - 1_200_000, now - 600_000), &master_key).unwrap();
     spy.publish(subjects.job(&id, jid), stale.into()).await.unwrap();
     assert!(refused_after(3).await);
+    let why = minion.minion().last_refusal().unwrap();
+    assert!(why.contains("clock is about 1200s ahead of the master's") && why.contains("NTP"), "{why}");
 
     // 4. Signed by the master, in date, but targeting someone else.
     let jid = Jid::from_micros(brine_proto::time::now_micros());
