@@ -55,6 +55,11 @@ async fn deleting_a_key_disconnects_the_minion() {
 
     let out = master.cli_with_input(&["key", "delete", "m1"], "y\n").await;
     assert!(out.stdout.ends_with("Key for minion m1 deleted.\n"), "{out:?}");
+    // Someone holding the stolen, now revoked key cannot log in with it.
+    let key = brine_proto::keys::load_key(&minion.key_path()).unwrap();
+    let seed = brine_master::nats::nkey_seed(&key).unwrap();
+    let rogue = tls(async_nats::ConnectOptions::with_nkey(seed), Some(&master.ca_path())).connect(master.url()).await;
+    assert!(rogue.is_err(), "a revoked key must not connect");
     // The server drops the session; the minion notices and enrolls again, as pending.
     wait_status(&minion, Status::Enrolling(Some(KeyStatus::Pending))).await;
     master.wait_key("m1", "Unaccepted Keys:").await;

@@ -123,6 +123,7 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
     client.publish("brine.ret.b.20260101000000000000", "x".into()).await.unwrap();
     client.publish("brine.job.b.20260101000000000000", "x".into()).await.unwrap();
     client.publish("brine.ctl.run", "x".into()).await.unwrap();
+    client.publish("brine.event.b.brine.beacon", "x".into()).await.unwrap();
     client.publish("$JS.API.STREAM.LIST", "x".into()).await.unwrap();
     client.publish("$JS.API.CONSUMER.MSG.NEXT.BRINE_QJOBS.q-b", "x".into()).await.unwrap();
     client.flush().await.unwrap();
@@ -130,7 +131,7 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
     assert!(
         eventually(Duration::from_secs(10), || {
             seen.extend(violations(&mut events));
-            seen.len() >= 8
+            seen.len() >= 9
         })
         .await,
         "{seen:?}"
@@ -143,6 +144,7 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
         "brine.ret.b.2026",
         "brine.job.b.2026",
         "brine.ctl.run",
+        "brine.event.b.brine.beacon",
         "$js.api.stream.list",
         "$js.api.consumer.msg.next.brine_qjobs.q-b",
     ] {
