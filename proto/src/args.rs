@@ -109,6 +109,16 @@ fn unquote(s: &str) -> Option<String> {
     None
 }
 
+/// How YAML files (SLS, pillar) read a plain, untagged scalar: YAML 1.1 booleans and
+/// nulls, integers (leading zeros dropped, as Salt reads them; `_` separators;
+/// base 60) and floats; anything else is the string itself.
+pub fn yaml_plain_scalar(s: &str) -> Value {
+    if s.is_empty() {
+        return Value::Null;
+    }
+    scalar(s).unwrap_or_else(|| Value::String(s.to_string()))
+}
+
 /// The YAML 1.1 reading of a plain scalar, or `None` if it is a plain string.
 fn scalar(s: &str) -> Option<Value> {
     match s {
@@ -271,6 +281,17 @@ mod tests {
         assert_eq!(typed("\"42\""), json!("42"));
         assert_eq!(typed("'yes'"), json!("yes"));
         assert_eq!(typed("'it''s'"), json!("it's"));
+    }
+
+    #[test]
+    fn yaml_plain_scalars_follow_yaml_1_1_like_salt() {
+        assert_eq!(yaml_plain_scalar(""), json!(null));
+        assert_eq!(yaml_plain_scalar("yes"), json!(true));
+        assert_eq!(yaml_plain_scalar("0644"), json!(644));
+        assert_eq!(yaml_plain_scalar("1_000"), json!(1000));
+        assert_eq!(yaml_plain_scalar("2.5"), json!(2.5));
+        assert_eq!(yaml_plain_scalar("web"), json!("web"));
+        assert_eq!(yaml_plain_scalar("None"), json!("None"), "None is Python, not YAML");
     }
 
     #[test]

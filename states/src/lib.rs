@@ -5,5 +5,6 @@
 
 pub mod exec;
 pub mod grains;
+pub mod sls;
 
 pub use exec::{call, CallError, Context, Output};
