@@ -1,0 +1,5 @@
+include:
+  - include_missing.nothere
+
+a:
+  test.succeed_without_changes

@@ -1,0 +1,10 @@
+before:
+  test.succeed_without_changes
+
+me:
+  test.succeed_without_changes:
+    - require:
+      - test: me
+
+after:
+  test.succeed_without_changes
