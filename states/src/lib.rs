@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod exec;
+pub mod files;
 pub mod grains;
 pub mod sls;
+pub mod state;
 
 pub use exec::{call, CallError, Context, Output};

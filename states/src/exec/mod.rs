@@ -16,6 +16,7 @@ mod network;
 mod pkg;
 mod saltutil;
 mod service;
+mod state;
 mod status;
 mod sys;
 mod test;
@@ -38,6 +39,7 @@ pub static MODULES: &[&Module] = &[
     &pkg::MODULE,
     &saltutil::MODULE,
     &service::MODULE,
+    &state::MODULE,
     &status::MODULE,
     &sys::MODULE,
     &test::MODULE,
@@ -84,6 +86,12 @@ pub struct Context {
     /// `/etc/salt/grains`), read back by [`crate::grains::load_saved`] when grains are
     /// collected; `None` when there is nowhere to save them.
     pub grains_file: Option<PathBuf>,
+    /// The state trees (`state.*`, `cp.*`, `salt://` sources); `None` without file roots.
+    pub files: Option<Arc<dyn crate::files::FileSource>>,
+    /// This minion's pillar.
+    pub pillar: Arc<Map>,
+    /// The JID of the job running the function, if any.
+    pub jid: Option<String>,
 }
 
 /// What a running minion offers to the functions that manage it.

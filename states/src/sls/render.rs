@@ -72,7 +72,8 @@ impl Object for Salt {
     fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
         let key = key.as_str()?;
         if key.contains('.') {
-            crate::exec::exists(key).then(|| JValue::from_object(SaltFunction { exec: self.exec.clone(), name: key.into() }))
+            crate::exec::exists(key)
+                .then(|| JValue::from_object(SaltFunction { exec: self.exec.clone(), name: key.into() }))
         } else {
             Some(JValue::from_object(SaltModule { exec: self.exec.clone(), module: key.into() }))
         }
@@ -137,7 +138,9 @@ fn environment(source: Option<Arc<dyn TemplateSource>>) -> Environment<'static> 
         env.set_syntax(syntax);
     }
     if let Some(source) = source {
-        env.set_loader(move |name| Ok(source.template(name.trim_start_matches("salt://").trim_start_matches("brine://"))));
+        env.set_loader(move |name| {
+            Ok(source.template(name.trim_start_matches("salt://").trim_start_matches("brine://")))
+        });
     }
     env.add_filter("load_yaml", |s: String| yaml_load(&s));
     env.add_filter("load_json", |s: String| json_load(&s));
@@ -146,7 +149,9 @@ fn environment(source: Option<Arc<dyn TemplateSource>>) -> Environment<'static> 
     env.add_filter("json", to_json);
     env.add_function("load_yaml", |s: String| yaml_load(&s));
     env.add_function("load_json", |s: String| json_load(&s));
-    env.add_function("raise", |msg: String| -> Result<JValue, JError> { Err(JError::new(ErrorKind::InvalidOperation, msg)) });
+    env.add_function("raise", |msg: String| -> Result<JValue, JError> {
+        Err(JError::new(ErrorKind::InvalidOperation, msg))
+    });
     env
 }
 
@@ -158,7 +163,11 @@ pub fn render_jinja(
     source: Option<Arc<dyn TemplateSource>>,
 ) -> Result<String, RenderError> {
     let env = environment(source);
-    let tplfile = if ctx.slspath.is_empty() { file.to_string() } else { format!("{}/{}", ctx.slspath, file.rsplit('/').next().unwrap_or(file)) };
+    let tplfile = if ctx.slspath.is_empty() {
+        file.to_string()
+    } else {
+        format!("{}/{}", ctx.slspath, file.rsplit('/').next().unwrap_or(file))
+    };
     let mut vars = Map::new();
     vars.insert("grains".into(), Value::Object((*ctx.grains).clone()));
     vars.insert("pillar".into(), Value::Object((*ctx.pillar).clone()));
@@ -172,8 +181,7 @@ pub fn render_jinja(
     for (k, v) in &ctx.extra {
         vars.insert(k.clone(), v.clone());
     }
-    let mut jctx: std::collections::BTreeMap<String, JValue> =
-        vars.into_iter().map(|(k, v)| (k, jv(v))).collect();
+    let mut jctx: std::collections::BTreeMap<String, JValue> = vars.into_iter().map(|(k, v)| (k, jv(v))).collect();
     jctx.insert("salt".into(), JValue::from_object(Salt { exec: ctx.exec.clone() }));
     env.render_named_str(file, text, jctx).map_err(|e| RenderError {
         file: e.name().unwrap_or(file).to_string(),
@@ -241,14 +249,20 @@ mod tests {
 
     #[test]
     fn filters_load_and_dump_data() {
-        let out = render_jinja("x", "{{ ('a: [1, 2]' | load_yaml).a | json }} {{ {'k': 'v'} | yaml }}", &ctx(), None).unwrap();
+        let out = render_jinja("x", "{{ ('a: [1, 2]' | load_yaml).a | json }} {{ {'k': 'v'} | yaml }}", &ctx(), None)
+            .unwrap();
         assert_eq!(out, "[1,2] {\"k\":\"v\"}");
     }
 
     #[test]
     fn runaway_templates_run_out_of_fuel() {
-        let err = render_jinja("x", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", &ctx(), None)
-            .unwrap_err();
+        let err = render_jinja(
+            "x",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            &ctx(),
+            None,
+        )
+        .unwrap_err();
         assert!(err.message.to_lowercase().contains("fuel"), "{err}");
     }
 }

@@ -260,7 +260,10 @@ mod tests {
     #[test]
     fn scalars_are_typed_like_salts_loader() {
         let v = value("a: yes\nb: 0644\nc: '0644'\nd: ~\ne: web\nf: 2.5\ng: \"yes\"\nh: |\n  line\ni: !!str 12\n");
-        assert_eq!(v, json!({"a": true, "b": 644, "c": "0644", "d": null, "e": "web", "f": 2.5, "g": "yes", "h": "line\n", "i": "12"}));
+        assert_eq!(
+            v,
+            json!({"a": true, "b": 644, "c": "0644", "d": null, "e": "web", "f": 2.5, "g": "yes", "h": "line\n", "i": "12"})
+        );
     }
 
     #[test]

@@ -1,0 +1,4 @@
+//! The state modules, one file each.
+
+pub mod cmd;
+pub mod test;

@@ -1,0 +1,1 @@
+//! Highstate output (next).
