@@ -6,6 +6,7 @@
 pub mod exec;
 pub mod files;
 pub mod grains;
+pub mod pillar;
 pub mod sls;
 pub mod state;
 

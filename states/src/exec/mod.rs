@@ -22,6 +22,8 @@ mod sys;
 mod test;
 mod user;
 
+pub use state::top_matches;
+
 use brine_proto::{Map, Value};
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
