@@ -958,6 +958,8 @@ async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
         cancel,
         host: Some(Arc::new(MinionHost(sh.clone()))),
         grains_file: Some(sh.cfg.grains_path()),
+        jid: Some(job.jid.to_string()),
+        ..Context::default()
     };
     let (fun, arg, kwarg) = (job.fun.clone(), job.arg, job.kwarg);
     tracing::info!(jid = %job.jid, fun = %fun, user = %job.user, "running job");
