@@ -7,12 +7,14 @@
 //! A test checks order, uniqueness and documentation.
 
 mod cmd;
+mod cp;
 mod disk;
 mod file;
 mod grains;
 mod group;
 mod host;
 mod network;
+mod pillar;
 mod pkg;
 mod saltutil;
 mod service;
@@ -33,11 +35,13 @@ use std::sync::Arc;
 /// Every execution module, alphabetical by name.
 pub static MODULES: &[&Module] = &[
     &cmd::MODULE,
+    &cp::MODULE,
     &disk::MODULE,
     &file::MODULE,
     &grains::MODULE,
     &group::MODULE,
     &network::MODULE,
+    &pillar::MODULE,
     &pkg::MODULE,
     &saltutil::MODULE,
     &service::MODULE,
@@ -104,6 +108,11 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn kill(&self, jid: &str) -> bool;
     /// Collects the grains again, shares them with the master and returns them.
     fn refresh_grains(&self) -> Result<Map, String>;
+    /// Asks the master to render this minion's pillar again, keeps it and returns it
+    /// (with the render errors under `_errors`, as Salt keeps them).
+    fn refresh_pillar(&self) -> Result<Map, String> {
+        Err("this minion has no master to render its pillar".into())
+    }
 }
 
 /// A flag a running job polls to learn it was killed.

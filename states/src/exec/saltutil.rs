@@ -91,9 +91,23 @@ impl Function for RefreshGrains {
     }
 }
 
+pub struct RefreshPillar;
+impl Function for RefreshPillar {
+    const NAME: &'static str = "saltutil.refresh_pillar";
+    const DOC: &'static str = "Asks the master to render this minion's pillar again and keeps the new \
+        pillar for the jobs that follow. Returns True, or False if the pillar failed to render.\n\n\
+        CLI example: brine run '*' saltutil.refresh_pillar";
+    const PARAMS: &'static [Param] = &[];
+    type Args = NoArgs;
+    fn call(&self, ctx: &Context, _: NoArgs) -> Result<Output, CallError> {
+        let pillar = host(ctx)?.refresh_pillar().map_err(CallError::Failed)?;
+        Ok(Output::ok(!pillar.contains_key("_errors")))
+    }
+}
+
 /// The `saltutil` execution module.
 pub static MODULE: super::Module = super::Module {
     name: "saltutil",
-    doc: "Manage the minion itself: running jobs and grains (Salt's names).",
-    functions: &[&FindJob, &KillJob, &RefreshGrains, &Running, &TermJob],
+    doc: "Manage the minion itself: running jobs, grains and pillar (Salt's names).",
+    functions: &[&FindJob, &KillJob, &RefreshGrains, &RefreshPillar, &Running, &TermJob],
 };

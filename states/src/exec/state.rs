@@ -89,17 +89,25 @@ fn files(ctx: &Context) -> Result<Arc<dyn crate::files::FileSource>, CallError> 
     })
 }
 
-fn pillar_of(ctx: &Context, extra: &Option<Map>) -> Arc<Map> {
-    match extra {
+/// The retcode of a run refused because the pillar failed to render (Salt's 5).
+const PILLAR_FAILED: i32 = 5;
+
+/// The pillar for a run: the minion's, with `extra` merged over it; the render errors
+/// (Salt's message first) when the minion's pillar failed to render.
+fn pillar_of(ctx: &Context, extra: &Option<Map>) -> Result<Arc<Map>, Vec<String>> {
+    if let Some(Value::Array(errs)) = ctx.pillar.get("_errors") {
+        let mut out = vec!["Pillar failed to render with the following messages:".to_string()];
+        out.extend(errs.iter().map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string)));
+        return Err(out);
+    }
+    Ok(match extra {
         Some(e) if !e.is_empty() => {
             let mut p = (*ctx.pillar).clone();
-            for (k, v) in e {
-                p.insert(k.clone(), v.clone());
-            }
+            crate::pillar::merge(&mut p, e.clone());
             Arc::new(p)
         }
         _ => ctx.pillar.clone(),
-    }
+    })
 }
 
 fn loader<'a>(ctx: &Context, files: &'a Arc<dyn crate::files::FileSource>, pillar: &Arc<Map>) -> Loader<'a> {
@@ -216,7 +224,10 @@ pub fn top_matches(
 fn highstate(ctx: &Context, a: StateArgs, fun: &str) -> Result<Output, CallError> {
     let files = files(ctx)?;
     let _lock = lock(ctx, fun, a.queue)?;
-    let pillar = pillar_of(ctx, &a.pillar);
+    let pillar = match pillar_of(ctx, &a.pillar) {
+        Ok(p) => p,
+        Err(e) => return Ok(Output { retcode: PILLAR_FAILED, ..errors(e) }),
+    };
     let matches = top_matches(ctx, &files, &pillar).map_err(CallError::Failed)?;
     if matches.is_empty() {
         return Ok(Output {
@@ -243,7 +254,10 @@ fn sls(ctx: &Context, a: StateArgs, fun: &str, test: bool) -> Result<Output, Cal
     }
     let files = files(ctx)?;
     let _lock = lock(ctx, fun, a.queue)?;
-    let pillar = pillar_of(ctx, &a.pillar);
+    let pillar = match pillar_of(ctx, &a.pillar) {
+        Ok(p) => p,
+        Err(e) => return Ok(Output { retcode: PILLAR_FAILED, ..errors(e) }),
+    };
     let env = a.saltenv.clone().unwrap_or_else(|| "base".into());
     match loader(ctx, &files, &pillar).compile(&env, &mods) {
         Ok(chunks) => Ok(execute(ctx, chunks, &pillar, &env, test)),
@@ -377,7 +391,10 @@ fn chunk_value(c: &Chunk) -> Value {
 
 fn compile_only(ctx: &Context, a: &StateArgs) -> Result<Result<Vec<Chunk>, Vec<String>>, CallError> {
     let files = files(ctx)?;
-    let pillar = pillar_of(ctx, &a.pillar);
+    let pillar = match pillar_of(ctx, &a.pillar) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
     let mut mods = mods_list(&a.mods);
     let env = a.saltenv.clone().unwrap_or_else(|| "base".into());
     if mods.is_empty() {
@@ -452,7 +469,10 @@ impl Function for ShowTop {
     type Args = StateArgs;
     fn call(&self, ctx: &Context, a: StateArgs) -> Result<Output, CallError> {
         let files = files(ctx)?;
-        let pillar = pillar_of(ctx, &a.pillar);
+        let pillar = match pillar_of(ctx, &a.pillar) {
+            Ok(p) => p,
+            Err(e) => return Ok(Output { retcode: PILLAR_FAILED, ..errors(e) }),
+        };
         let m: Map = top_matches(ctx, &files, &pillar)
             .map_err(CallError::Failed)?
             .into_iter()
