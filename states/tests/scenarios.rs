@@ -105,15 +105,6 @@ fn salt_scenarios_give_the_same_results() {
     for entry in names {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Ok(text) = std::fs::read_to_string(entry.path().join("salt.json")) else { continue };
-        // Scenarios that need state modules brine does not have yet.
-        let needs: &[&str] = match name.as_str() {
-            "test_mode" => &["file.managed", "file.absent"],
-            _ => &[],
-        };
-        if let Some(missing) = needs.iter().find(|f| brine_states::state::lookup(f).is_none()) {
-            eprintln!("skipping scenario {name}: state {missing} is not implemented yet");
-            continue;
-        }
         let text = text.replace("/tmp/brine-scn", &scratch.path().display().to_string());
         let expected: Value = serde_json::from_str(&text).unwrap();
         let expected = expected.get("local").cloned().unwrap_or(expected);

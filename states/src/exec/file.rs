@@ -1693,7 +1693,7 @@ pub static MODULE: super::Module = super::Module {
 /// file names (which is what Salt's `file.replace` returns): the same matching
 /// algorithm (longest matching block first, popular lines ignored in long files), the
 /// same hunks with three lines of context, the same `@@` ranges.
-mod diff {
+pub(crate) mod diff {
     use std::collections::HashMap;
 
     #[derive(Debug, Clone, Copy, PartialEq)]

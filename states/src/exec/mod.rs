@@ -9,7 +9,7 @@
 mod cmd;
 mod cp;
 mod disk;
-mod file;
+pub(crate) mod file;
 mod grains;
 mod group;
 mod host;

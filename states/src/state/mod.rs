@@ -22,7 +22,7 @@ pub use compile::{Chunk, CompileError};
 pub use engine::{run_chunks, StateRun};
 
 /// Every state module, alphabetical by name (one line per module).
-pub static STATE_MODULES: &[&StateModule] = &[&modules::cmd::MODULE, &modules::test::MODULE];
+pub static STATE_MODULES: &[&StateModule] = &[&modules::cmd::MODULE, &modules::file::MODULE, &modules::test::MODULE];
 
 /// A state module: a name and its functions.
 pub struct StateModule {
