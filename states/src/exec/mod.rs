@@ -8,6 +8,7 @@
 
 mod cmd;
 mod cp;
+pub(crate) mod cron;
 mod disk;
 pub(crate) mod file;
 mod grains;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 pub static MODULES: &[&Module] = &[
     &cmd::MODULE,
     &cp::MODULE,
+    &cron::MODULE,
     &disk::MODULE,
     &file::MODULE,
     &grains::MODULE,

@@ -22,7 +22,18 @@ pub use compile::{Chunk, CompileError};
 pub use engine::{run_chunks, StateRun};
 
 /// Every state module, alphabetical by name (one line per module).
-pub static STATE_MODULES: &[&StateModule] = &[&modules::cmd::MODULE, &modules::file::MODULE, &modules::test::MODULE];
+pub static STATE_MODULES: &[&StateModule] = &[
+    &modules::cmd::MODULE,
+    &modules::cron::MODULE,
+    &modules::file::MODULE,
+    &modules::group::MODULE,
+    &modules::host::MODULE,
+    &modules::pkg::MODULE,
+    &modules::service::MODULE,
+    &modules::sysctl::MODULE,
+    &modules::test::MODULE,
+    &modules::user::MODULE,
+];
 
 /// A state module: a name and its functions.
 pub struct StateModule {

@@ -1,5 +1,13 @@
 //! The state modules, one file each.
 
+mod calls;
 pub mod cmd;
+pub mod cron;
 pub mod file;
+pub mod group;
+pub mod host;
+pub mod pkg;
+pub mod service;
+pub mod sysctl;
 pub mod test;
+pub mod user;
