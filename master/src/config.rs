@@ -52,6 +52,13 @@ pub struct RawConfig {
     /// Default `info`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// The file server's state trees: environment → directories searched in order.
+    /// Default `base = ["/srv/salt"]`.
+    #[serde(default = "default_file_roots")]
+    pub file_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
+    /// Pillar trees, with their own `top.sls`. Default `base = ["/srv/pillar"]`.
+    #[serde(default = "default_pillar_roots")]
+    pub pillar_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
     /// NATS: embedded (default) or an existing server.
     #[serde(default)]
     pub nats: RawNats,
@@ -142,6 +149,31 @@ fn default_presence_timeout() -> Duration {
 fn default_log_level() -> String {
     "info".into()
 }
+fn default_file_roots() -> std::collections::BTreeMap<String, Vec<PathBuf>> {
+    [("base".to_string(), vec![PathBuf::from("/srv/salt")])].into()
+}
+fn default_pillar_roots() -> std::collections::BTreeMap<String, Vec<PathBuf>> {
+    [("base".to_string(), vec![PathBuf::from("/srv/pillar")])].into()
+}
+
+/// Checks environment names and makes relative directories relative to `base`.
+fn roots(
+    key: &'static str,
+    raw: std::collections::BTreeMap<String, Vec<PathBuf>>,
+    base: &Path,
+) -> Result<brine_states::files::LocalRoots, String> {
+    let mut out = brine_states::files::LocalRoots::default();
+    for (env, dirs) in raw {
+        if env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+            return Err(format!("{env:?} is not an environment name (letters, digits, _ -)"));
+        }
+        if dirs.is_empty() {
+            return Err(format!("{key}.{env}: give at least one directory"));
+        }
+        out.roots.insert(env, dirs.into_iter().map(|d| if d.is_relative() { base.join(d) } else { d }).collect());
+    }
+    Ok(out)
+}
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -155,6 +187,10 @@ pub struct MasterConfig {
     pub keep_jobs: Duration,
     pub presence_timeout: Duration,
     pub log_level: String,
+    /// The file server's trees (`file_roots`).
+    pub file_roots: brine_states::files::LocalRoots,
+    /// The pillar trees (`pillar_roots`).
+    pub pillar_roots: brine_states::files::LocalRoots,
     pub nats: NatsMode,
     pub nodegroups: brine_proto::target::Nodegroups,
 }
@@ -277,6 +313,9 @@ impl MasterConfig {
                 .and_then(|t| brine_proto::TargetMatcher::compile(&t).map(|_| ()))
                 .map_err(|e| invalid("nodegroups", format!("{name}: {e}")))?;
         }
+        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+        let file_roots = roots("file_roots", raw.file_roots, base).map_err(|m| invalid("file_roots", m))?;
+        let pillar_roots = roots("pillar_roots", raw.pillar_roots, base).map_err(|m| invalid("pillar_roots", m))?;
         Ok(MasterConfig {
             path: path.map(Path::to_path_buf),
             data_dir: raw.data_dir,
@@ -286,6 +325,8 @@ impl MasterConfig {
             keep_jobs: raw.keep_jobs,
             presence_timeout: raw.presence_timeout,
             log_level: raw.log_level,
+            file_roots,
+            pillar_roots,
             nats,
             nodegroups,
         })

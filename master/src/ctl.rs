@@ -174,6 +174,7 @@ async fn change_keys(shared: &Shared, operator: &str, act: &str, sel: &KeySelect
         }
         if act == "delete" {
             shared.grains.remove(&entry.id);
+            shared.pillar.remove(&entry.id);
         }
         if act != "accept" {
             shared.queue.forget(&entry.id).await;
@@ -224,8 +225,8 @@ fn resolve(shared: &Shared, target: &Target) -> Result<(Target, Vec<MinionId>), 
     let sent = target.expand_nodegroups(&shared.cfg.nodegroups).map_err(bad)?;
     let matcher = TargetMatcher::compile(&sent).map_err(bad)?;
     let minions = shared.registry.accepted_matching(|id| {
-        let grains = shared.grains.get(id);
-        matcher.matches(&Facts { id: id.as_str(), grains: grains.as_deref(), pillar: None })
+        let (grains, pillar) = (shared.grains.get(id), shared.pillar.get(id));
+        matcher.matches(&Facts { id: id.as_str(), grains: grains.as_deref(), pillar: pillar.as_deref() })
     });
     Ok((sent, minions))
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod enroll;
+pub mod fileserver;
 pub mod grains;
 pub mod ingest;
 pub mod keys;

@@ -53,6 +53,8 @@ pub struct Shared {
     pub operators: HashMap<[u8; 32], String>,
     pub registry: Registry,
     pub grains: crate::grains::GrainsCache,
+    /// The pillar last rendered for each minion, for pillar targets.
+    pub pillar: crate::grains::GrainsCache,
     pub store: Store,
     pub jids: JidGenerator,
     pub client: async_nats::Client,
@@ -167,6 +169,7 @@ impl Master {
         let store = Store::open(&cfg.db_path())?;
         let registry = Registry::open(&store)?;
         let grains = crate::grains::GrainsCache::open(&store)?;
+        let pillar = crate::grains::GrainsCache::open_tree(&store, "pillar")?;
         let jids = JidGenerator::starting_after(store.latest_jid()?);
 
         let (client, embedded, tls_ca) = match &cfg.nats {
@@ -226,6 +229,7 @@ impl Master {
             operators,
             registry,
             grains,
+            pillar,
             store,
             jids,
             client,

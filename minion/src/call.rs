@@ -40,9 +40,28 @@ pub struct CallArgs {
     /// Minion id to report (default: from the config, else the host's FQDN).
     #[arg(long)]
     pub id: Option<String>,
-    /// Output format.
-    #[arg(long = "out", default_value = "nested", value_parser = ["nested", "json", "yaml", "txt", "quiet"])]
-    pub out: String,
+    /// A state tree directory for the `base` environment (repeat for more, searched in
+    /// order). Default with --local: /srv/salt.
+    #[arg(long = "file-root", value_name = "DIR")]
+    pub file_root: Vec<PathBuf>,
+    /// A pillar tree directory (with its own top.sls). Default with --local: /srv/pillar.
+    #[arg(long = "pillar-root", value_name = "DIR")]
+    pub pillar_root: Vec<PathBuf>,
+    /// Where fetched files are cached (accepted for salt-call compatibility; local file
+    /// roots need no cache).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Output format (default: highstate for state runs, nested otherwise).
+    #[arg(long = "out", value_parser = ["nested", "highstate", "json", "yaml", "txt", "quiet"])]
+    pub out: Option<String>,
+    /// With highstate output: `full`, `terse` (one line per state), `mixed` (failures in
+    /// full), `changes` (changes and failures in full), each also as `*_id`.
+    #[arg(long, default_value = "full", value_name = "MODE",
+          value_parser = ["full", "terse", "mixed", "changes", "full_id", "terse_id", "mixed_id", "changes_id"])]
+    pub state_output: String,
+    /// With highstate output: `false` hides states that succeeded without changes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub state_verbose: bool,
     /// Exit with the function's retcode instead of 0/1.
     #[arg(long)]
     pub retcode_passthrough: bool,
@@ -73,8 +92,31 @@ pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: b
             }
         }
     }
-    let grains = brine_states::grains::collect(cfg.id.as_str(), &cfg.custom_grains());
-    let ctx = Context { grains: Arc::new(grains), grains_file: Some(cfg.grains_path()), ..Context::default() };
+    let grains = Arc::new(brine_states::grains::collect(cfg.id.as_str(), &cfg.custom_grains()));
+    let mut ctx = Context { grains: grains.clone(), grains_file: Some(cfg.grains_path()), ..Context::default() };
+    let roots = |dirs: Vec<PathBuf>, default: &str| {
+        let dirs = if dirs.is_empty() && args.local { vec![PathBuf::from(default)] } else { dirs };
+        (!dirs.is_empty()).then(|| {
+            let mut r = brine_states::files::LocalRoots::default();
+            r.roots.insert("base".into(), dirs);
+            r
+        })
+    };
+    if let Some(files) = roots(args.file_root.clone(), "/srv/salt") {
+        ctx.files = Some(Arc::new(files));
+    }
+    if let Some(pillar_roots) = roots(args.pillar_root.clone(), "/srv/pillar") {
+        // Rendered here, as the master would for this minion; errors are kept under
+        // `_errors`, and state runs refuse to start with them.
+        ctx.pillar = Arc::new(match brine_states::pillar::compile(Arc::new(pillar_roots), grains, &ctx) {
+            Ok(p) => p,
+            Err(errors) => {
+                let mut m = Map::new();
+                m.insert("_errors".into(), Value::Array(errors.into_iter().map(Value::String).collect()));
+                m
+            }
+        });
+    }
     let (pos, kw) = brine_proto::args::parse_cli_args(&args.args);
     let output = match brine_states::exec::call(&args.fun, &ctx, pos, kw) {
         Ok(o) => o,
@@ -95,7 +137,15 @@ pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: b
         "never" => false,
         _ => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
-    let text = match args.out.as_str() {
+    let state_run = output::highstate::runs_states(&args.fun);
+    let format = args.out.clone().unwrap_or_else(|| if state_run { "highstate" } else { "nested" }.into());
+    let text = match format.as_str() {
+        "highstate" => {
+            let mut opts =
+                output::highstate::HighstateOptions { verbose: args.state_verbose, color, ..Default::default() };
+            let _ = opts.parse_mode(&args.state_output);
+            format!("{}\n", output::highstate::highstate("local", &output.ret, &opts))
+        }
         "json" => output::json(&doc),
         "yaml" => output::yaml(&doc),
         "txt" => output::txt("local", &output.ret),

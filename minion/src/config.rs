@@ -260,6 +260,11 @@ impl MinionConfig {
         self.data_dir.join("grains")
     }
 
+    /// Files fetched from the master's file server (`cp.cache_file`, SLS trees).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
+    }
+
     /// The static custom grains: those saved with `grains.setval`, then the config's.
     pub fn custom_grains(&self) -> Map {
         let mut custom = brine_states::grains::load_saved(&self.grains_path()).unwrap_or_else(|e| {

@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod config;
+pub mod files;
 pub mod minion;
 pub mod replay;
 pub mod spool;

@@ -82,6 +82,12 @@ struct Shared {
     tls_ca: Mutex<Option<Vec<u8>>>,
     replay: ReplayCache,
     grains: RwLock<Arc<Map>>,
+    /// The pillar the master rendered for this minion (with `_errors` if it failed),
+    /// and whether it has been fetched since the minion started.
+    pillar: RwLock<Arc<Map>>,
+    pillar_loaded: std::sync::atomic::AtomicBool,
+    /// The master's file server, through the minion's cache.
+    files: std::sync::OnceLock<Arc<crate::files::RemoteFiles>>,
     running: Mutex<HashMap<Jid, RunningJob>>,
     workers: Arc<Semaphore>,
     started_at: u64,
@@ -112,6 +118,18 @@ impl Shared {
 
     fn grains(&self) -> Arc<Map> {
         self.grains.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn pillar(&self) -> Arc<Map> {
+        self.pillar.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn client(&self) -> Result<async_nats::Client, String> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| "not connected to the master".into())
     }
 }
 
@@ -166,29 +184,70 @@ impl Host for MinionHost {
         }
         Ok(fresh)
     }
+
+    fn refresh_pillar(&self) -> Result<Map, String> {
+        let sh = &self.0;
+        sh.runtime.block_on(fetch_pillar(sh))
+    }
 }
 
-/// Sends the grains to the master and waits for its signed acknowledgement.
-async fn push_grains(sh: &Shared, client: &async_nats::Client) -> Result<(), String> {
-    let rpc = Rpc {
-        stamp: Stamp::random(Duration::from_secs(60)),
-        id: sh.cfg.id.clone(),
-        call: RpcCall::PutGrains { grains: (*sh.grains()).clone() },
-    };
-    let subject = sh.cfg.subjects.rpc(&sh.cfg.id, rpc.call.op());
+/// Sends a signed request to the master and returns its verified answer.
+async fn rpc(sh: &Shared, client: &async_nats::Client, call: RpcCall, timeout: Duration) -> Result<RpcResult, String> {
+    let rpc = Rpc { stamp: Stamp::random(Duration::from_secs(60)), id: sh.cfg.id.clone(), call };
+    let op = rpc.call.op();
+    let subject = sh.cfg.subjects.rpc(&sh.cfg.id, op);
     let bytes = seal(&rpc, &sh.key).map_err(|e| e.to_string())?;
-    let answer = tokio::time::timeout(Duration::from_secs(10), client.request(subject, bytes.into()))
+    let answer = tokio::time::timeout(timeout, client.request(subject, bytes.into()))
         .await
-        .map_err(|_| "the master did not acknowledge the grains".to_string())?
-        .map_err(|e| format!("cannot send grains to the master: {e}"))?;
+        .map_err(|_| format!("the master did not answer a {op} request within {} s", timeout.as_secs()))?
+        .map_err(|e| format!("cannot send a {op} request to the master: {e}"))?;
     let master = (*sh.master.lock().unwrap_or_else(|e| e.into_inner())).ok_or("no pinned master key")?;
     let reply: RpcReply = open(&answer.payload, &master, brine_proto::time::now_ms()).map_err(|e| e.to_string())?;
     if reply.request != rpc.stamp.id {
         return Err("the master answered another request".into());
     }
-    match reply.result {
+    Ok(reply.result)
+}
+
+/// Asks the master for this minion's pillar and keeps it.
+async fn fetch_pillar(sh: &Shared) -> Result<Map, String> {
+    let client = sh.client()?;
+    let call = RpcCall::Pillar { grains: (*sh.grains()).clone() };
+    let pillar = match rpc(sh, &client, call, Duration::from_secs(60)).await? {
+        RpcResult::Pillar { pillar, errors } if errors.is_empty() => pillar,
+        RpcResult::Pillar { errors, .. } => {
+            tracing::warn!(errors = errors.len(), "the master could not render this minion's pillar");
+            let mut m = Map::new();
+            m.insert("_errors".into(), Value::Array(errors.into_iter().map(Value::String).collect()));
+            m
+        }
+        RpcResult::Error(e) => return Err(format!("the master could not render the pillar: {e}")),
+        other => return Err(format!("unexpected answer to a pillar request: {other:?}")),
+    };
+    *sh.pillar.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pillar.clone());
+    sh.pillar_loaded.store(true, Ordering::Release);
+    Ok(pillar)
+}
+
+/// The file server as the state system sees it: requests go through the current
+/// session. Holds the minion weakly, so the two do not keep each other alive.
+fn remote_files(sh: &Arc<Shared>) -> Arc<crate::files::RemoteFiles> {
+    let weak = Arc::downgrade(sh);
+    let ask: crate::files::Ask = Arc::new(move |call| {
+        let sh = weak.upgrade().ok_or("the minion is stopping")?;
+        let client = sh.client()?;
+        sh.runtime.block_on(rpc(&sh, &client, call, Duration::from_secs(60)))
+    });
+    Arc::new(crate::files::RemoteFiles::new(ask, &sh.cfg.cache_dir()))
+}
+
+/// Sends the grains to the master and waits for its signed acknowledgement.
+async fn push_grains(sh: &Shared, client: &async_nats::Client) -> Result<(), String> {
+    let call = RpcCall::PutGrains { grains: (*sh.grains()).clone() };
+    match rpc(sh, client, call, Duration::from_secs(10)).await? {
         RpcResult::Ok => Ok(()),
         RpcResult::Error(e) => Err(format!("the master could not store the grains: {e}")),
+        other => Err(format!("unexpected answer to the grains: {other:?}")),
     }
 }
 
@@ -200,7 +259,12 @@ fn push_grains_soon(sh: &Arc<Shared>, client: &async_nats::Client) {
         let mut wait = Duration::from_millis(200);
         for _ in 0..20 {
             match push_grains(&sh, &client).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    if let Err(e) = fetch_pillar(&sh).await {
+                        tracing::warn!(error = %e, "no pillar yet; it is fetched again before state runs");
+                    }
+                    return;
+                }
                 Err(e) => tracing::warn!(error = %e, "grains not delivered yet; retrying"),
             }
             tokio::time::sleep(jitter(wait)).await;
@@ -272,6 +336,9 @@ impl Minion {
             tls_ca: Mutex::new(tls_ca),
             replay,
             grains: RwLock::new(Arc::new(grains)),
+            pillar: RwLock::new(Arc::new(Map::new())),
+            pillar_loaded: Default::default(),
+            files: std::sync::OnceLock::new(),
             running: Mutex::new(HashMap::new()),
             started_at: brine_proto::time::now_ms(),
             status,
@@ -284,6 +351,7 @@ impl Minion {
             drain_again: Default::default(),
             runtime: tokio::runtime::Handle::current(),
         });
+        let _ = shared.files.set(remote_files(&shared));
         let task = tokio::spawn(run(shared.clone()));
         Ok(Minion { shared, task })
     }
@@ -736,7 +804,14 @@ async fn accept_job(sh: &Arc<Shared>, subject: &str, payload: &[u8], via: Via) -
         return None;
     }
     let grains = sh.grains();
-    let facts = Facts { id: sh.cfg.id.as_str(), grains: Some(&grains), pillar: None };
+    // Pillar targets need the pillar: fetched once, if the job came before it did.
+    if !sh.pillar_loaded.load(Ordering::Acquire) {
+        if let Err(e) = fetch_pillar(sh).await {
+            tracing::warn!(error = %e, "cannot fetch the pillar to match a job's target");
+        }
+    }
+    let pillar = sh.pillar();
+    let facts = Facts { id: sh.cfg.id.as_str(), grains: Some(&grains), pillar: Some(&pillar) };
     match TargetMatcher::compile(&job.target) {
         Ok(m) if m.matches(&facts) => {}
         Ok(_) => {
@@ -959,11 +1034,25 @@ async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
         host: Some(Arc::new(MinionHost(sh.clone()))),
         grains_file: Some(sh.cfg.grains_path()),
         jid: Some(job.jid.to_string()),
-        ..Context::default()
+        files: sh.files.get().map(|f| f.clone() as Arc<dyn brine_states::files::FileSource>),
+        pillar: sh.pillar(),
     };
     let (fun, arg, kwarg) = (job.fun.clone(), job.arg, job.kwarg);
     tracing::info!(jid = %job.jid, fun = %fun, user = %job.user, "running job");
-    let result = tokio::task::spawn_blocking(move || brine_states::exec::call(&fun, &ctx, arg, kwarg)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        let mut ctx = ctx;
+        // Like Salt, state runs render the pillar afresh.
+        if let Some(host) = ctx.host.clone().filter(|_| fun.starts_with("state.")) {
+            match host.refresh_pillar() {
+                Ok(p) => ctx.pillar = Arc::new(p),
+                Err(e) => {
+                    return Err(CallError::failed(format!("cannot get this minion's pillar from the master: {e}")))
+                }
+            }
+        }
+        brine_states::exec::call(&fun, &ctx, arg, kwarg)
+    })
+    .await;
     sh.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.jid);
     drop(permit);
     sh.counters.jobs_run.fetch_add(1, Ordering::Relaxed);

@@ -453,13 +453,32 @@ pub enum RpcCall {
     /// Here are my grains (sent on connect and after a refresh); the master caches
     /// them for targeting and inventory.
     PutGrains { grains: Map },
+    /// The files under `prefix` (relative, `/`-separated) in `env` of the master's
+    /// file server; empty `prefix` lists everything.
+    FileList { env: String, prefix: String },
+    /// The SHA-256 and size of one file of the file server.
+    FileHash { env: String, path: String },
+    /// Up to [`FILE_CHUNK`] bytes of a file from `offset`.
+    FileRead { env: String, path: String, offset: u64 },
+    /// Render my pillar. The grains are the minion's current ones; the master uses
+    /// them for the pillar top file and templates, with `id` forced to the asking
+    /// minion's authenticated id.
+    Pillar { grains: Map },
 }
+
+/// The most file bytes one [`RpcCall::FileRead`] answer carries: well under the 1 MiB
+/// default `max_payload` of an external NATS server.
+pub const FILE_CHUNK: usize = 512 * 1024;
 
 impl RpcCall {
     /// The subject suffix (`P.rpc.<minion>.<op>`).
     pub fn op(&self) -> &'static str {
         match self {
             RpcCall::PutGrains { .. } => "grains",
+            RpcCall::FileList { .. } => "file_list",
+            RpcCall::FileHash { .. } => "file_hash",
+            RpcCall::FileRead { .. } => "file_read",
+            RpcCall::Pillar { .. } => "pillar",
         }
     }
 }
@@ -480,4 +499,28 @@ message!(RpcReply, Kind::RpcReply);
 pub enum RpcResult {
     Ok,
     Error(String),
+    /// The file (or environment) does not exist; the text says which.
+    NotFound(String),
+    /// A path that tries to leave the file roots.
+    BadPath(String),
+    /// Answer to [`RpcCall::FileList`].
+    Files(Vec<String>),
+    /// Answer to [`RpcCall::FileHash`]: hex SHA-256 and size in bytes.
+    Hash {
+        sha256: String,
+        size: u64,
+    },
+    /// Answer to [`RpcCall::FileRead`]: the bytes from the asked offset (empty at the
+    /// end) and the file's whole size.
+    Chunk {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        size: u64,
+    },
+    /// Answer to [`RpcCall::Pillar`]: the rendered pillar, or the render errors (file
+    /// and line) when it failed.
+    Pillar {
+        pillar: Map,
+        errors: Vec<String>,
+    },
 }

@@ -6,6 +6,9 @@
 //! - [`json`]: pretty JSON with 4-space indent, keys in the order the function made them.
 //! - [`yaml`]: block YAML with sorted keys.
 //! - [`txt`]: `id: value` lines.
+//! - [`highstate`]: the layout of state runs, with `Summary for <id>`.
+
+pub mod highstate;
 
 use crate::Value;
 

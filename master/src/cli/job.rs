@@ -44,12 +44,14 @@ pub enum JobCommand {
     Show {
         /// The job id.
         jid: Jid,
-        /// Print the job's totals instead of its returns.
+        /// Print the job's totals instead of its returns (for state runs, with each
+        /// minion's succeeded, changed and failed states).
         #[arg(long)]
         summary: bool,
-        /// Output format.
-        #[arg(long = "out", value_enum, default_value_t = OutFormat::Nested)]
-        out: OutFormat,
+        /// Output format (default: highstate for the returns of state runs, nested
+        /// otherwise).
+        #[arg(long = "out", value_enum)]
+        out: Option<OutFormat>,
     },
 }
 
@@ -167,9 +169,29 @@ pub async fn run(op: &Operator, cmd: JobCommand, io: &mut Io<'_>) -> u8 {
                         "Failed": c.failed,
                         "Did not return": c.missing(),
                     });
-                    print(io, out, &doc);
+                    let mut doc = doc;
+                    let states: Map = report
+                        .returns
+                        .iter()
+                        .filter_map(|r| {
+                            let n = brine_proto::output::highstate::counts(&r.ret)?;
+                            Some((
+                                r.id.to_string(),
+                                json!({"succeeded": n.succeeded, "changed": n.changed, "failed": n.failed}),
+                            ))
+                        })
+                        .collect();
+                    if !states.is_empty() {
+                        doc["States"] = Value::Object(states);
+                    }
+                    print(io, out.unwrap_or(OutFormat::Nested), &doc);
                     return exit::OK;
                 }
+                let out = out.unwrap_or(if brine_proto::output::highstate::runs_states(&report.job.fun) {
+                    OutFormat::Highstate
+                } else {
+                    OutFormat::Nested
+                });
                 let mut doc = Map::new();
                 for r in &report.returns {
                     doc.insert(r.id.to_string(), r.ret.clone());

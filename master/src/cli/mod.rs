@@ -74,6 +74,9 @@ pub enum OutFormat {
     Yaml,
     /// `id: value` lines.
     Txt,
+    /// The layout of state runs: a block per state, then `Summary for <id>` (the
+    /// default for state.apply, state.sls, state.highstate, state.single, state.test).
+    Highstate,
     /// Print nothing; only the exit code tells.
     Quiet,
     /// Aligned columns (job lists).
@@ -157,6 +160,12 @@ pub(crate) fn render(format: OutFormat, doc: &brine_proto::Value, color: bool) -
             doc.as_object().map(|m| m.iter().map(|(k, v)| output::txt(k, v)).collect()).unwrap_or_default()
         }
         OutFormat::Quiet => String::new(),
+        OutFormat::Highstate => {
+            let opts = output::highstate::HighstateOptions { color, ..Default::default() };
+            doc.as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{}\n", output::highstate::highstate(k, v, &opts))).collect())
+                .unwrap_or_default()
+        }
         OutFormat::Table => {
             let rows =
                 doc.as_object().map(|m| m.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect()).unwrap_or_default();

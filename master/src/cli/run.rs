@@ -4,6 +4,7 @@ use super::client::Operator;
 use super::watch::{Event, Missing, StartError, Step, Watcher};
 use super::{exit, fail, render, Io, OutFormat};
 use brine_proto::msg::{CtlErrorKind, CtlOp, CtlResult, RunRequest};
+use brine_proto::output::highstate::HighstateOptions;
 use brine_proto::output::{self, Color};
 use brine_proto::{Map, Target, Value};
 use std::io::Write;
@@ -88,9 +89,16 @@ pub struct RunArgs {
     /// Longest extra wait for minions that are still running the job, in seconds.
     #[arg(long, default_value_t = 600.0, value_name = "SECONDS")]
     pub max_wait: f64,
-    /// Output format.
-    #[arg(long = "out", value_enum, default_value_t = OutFormat::Nested)]
-    pub out: OutFormat,
+    /// Output format (default: highstate for state runs, nested otherwise).
+    #[arg(long = "out", value_enum)]
+    pub out: Option<OutFormat>,
+    /// With highstate output: `full`, `terse` (one line per state), `mixed` (failures in
+    /// full), `changes` (changes and failures in full), each also as `*_id`.
+    #[arg(long, default_value = "full", value_name = "MODE", value_parser = STATE_OUTPUTS)]
+    pub state_output: String,
+    /// With highstate output: `false` hides states that succeeded without changes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub state_verbose: bool,
     /// Write the output to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out_file: Option<std::path::PathBuf>,
@@ -131,7 +139,9 @@ impl RunArgs {
             kind: TargetKind { list: true, ..TargetKind::default() },
             timeout,
             max_wait: 0.0,
-            out: OutFormat::Nested,
+            out: Some(OutFormat::Nested),
+            state_output: "full".into(),
+            state_verbose: true,
             out_file: None,
             static_out: false,
             async_: false,
@@ -175,6 +185,7 @@ pub fn batch_size(spec: &str, total: usize) -> Result<usize, String> {
 /// Where returns are written and how.
 struct Printer {
     format: OutFormat,
+    highstate: HighstateOptions,
     color: bool,
     static_out: bool,
     hide_timeout: bool,
@@ -202,6 +213,7 @@ impl Printer {
                 output::nested(&doc, color)
             }
             OutFormat::Txt => output::txt(id, ret),
+            OutFormat::Highstate => format!("{}\n", output::highstate::highstate(id, ret, &self.highstate)),
             other => render(other, &doc, false),
         };
         let _ = out.write_all(text.as_bytes());
@@ -248,6 +260,12 @@ impl Printer {
             let doc = Value::Object(std::mem::take(&mut self.collected));
             let text = match self.format {
                 OutFormat::Nested => output::nested(&doc, if self.color { Color::Ok } else { Color::Off }),
+                OutFormat::Highstate => doc
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(id, ret)| format!("{}\n", output::highstate::highstate(id, ret, &self.highstate)))
+                    .collect(),
                 other => render(other, &doc, false),
             };
             let _ = out.write_all(text.as_bytes());
@@ -278,8 +296,21 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
     };
     let target = args.kind.target(&args.target);
     let (arg, kwarg) = brine_proto::args::parse_cli_args(&args.args);
+    let format = args.out.unwrap_or(if output::highstate::runs_states(&args.fun) {
+        OutFormat::Highstate
+    } else {
+        OutFormat::Nested
+    });
+    let mut highstate = HighstateOptions {
+        verbose: args.state_verbose,
+        color: io.color && args.out_file.is_none(),
+        ..Default::default()
+    };
+    // Checked by clap against STATE_OUTPUTS.
+    let _ = highstate.parse_mode(&args.state_output);
     let mut printer = Printer {
-        format: args.out,
+        format,
+        highstate,
         color: io.color && args.out_file.is_none(),
         static_out: args.static_out,
         hide_timeout: args.hide_timeout,
@@ -345,7 +376,7 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
                 let now = tokio::time::Instant::now();
                 while watcher.in_flight() < size && now >= next_start {
                     let Some(m) = queue.pop_front() else { break };
-                    if printer.format == OutFormat::Nested && !printer.static_out {
+                    if matches!(printer.format, OutFormat::Nested | OutFormat::Highstate) && !printer.static_out {
                         let _ = writeln!(out, "\nExecuting run on ['{m}']\n");
                     }
                     match watcher.start(Target::List(vec![m.to_string()]), &args.fun, arg.clone(), kwarg.clone()).await
@@ -412,6 +443,10 @@ pub async fn run(op: &Operator, args: RunArgs, io: &mut Io<'_>) -> u8 {
         exit::OK
     }
 }
+
+/// The `--state-output` modes.
+pub const STATE_OUTPUTS: [&str; 8] =
+    ["full", "terse", "mixed", "changes", "full_id", "terse_id", "mixed_id", "changes_id"];
 
 const NO_MATCH: &str = "No minions matched the target. No command was sent, no jid was assigned.";
 

@@ -8,30 +8,33 @@ use crate::state::engine::{run_chunks, StateRun};
 use crate::state::StateContext;
 use brine_proto::{Map, Value};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The state run in progress on this host, if any: only one at a time.
-static RUNNING: Mutex<Option<String>> = Mutex::new(None);
+/// The state run in progress on each minion (by id), if any: only one at a time. (One
+/// process can host several minions, as the tests do.)
+static RUNNING: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
-/// Holds the state lock until dropped.
-struct StateLock;
+/// Holds a minion's state lock until dropped.
+struct StateLock(String);
 
 impl Drop for StateLock {
     fn drop(&mut self) {
-        *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
     }
 }
 
 /// Takes the state lock; with `queue`, waits for it.
 fn lock(ctx: &Context, fun: &str, queue: bool) -> Result<StateLock, CallError> {
+    let id = ctx.grains.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     loop {
         {
             let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-            match running.as_ref() {
+            match running.get(&id) {
                 None => {
-                    *running = Some(format!("{fun} (jid {})", ctx.jid.as_deref().unwrap_or("local")));
-                    return Ok(StateLock);
+                    running.insert(id.clone(), format!("{fun} (jid {})", ctx.jid.as_deref().unwrap_or("local")));
+                    return Ok(StateLock(id));
                 }
                 Some(other) if !queue => {
                     return Err(CallError::failed(format!(

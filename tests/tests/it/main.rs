@@ -9,4 +9,5 @@ mod jobs;
 mod keys;
 mod queue;
 mod security;
+mod states;
 mod targeting;
