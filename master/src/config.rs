@@ -23,7 +23,7 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: {key}: {message}")]
-    Invalid { path: PathBuf, key: &'static str, message: String },
+    Invalid { path: PathBuf, key: String, message: String },
 }
 
 /// The config file as written.
@@ -68,6 +68,38 @@ pub struct RawConfig {
     /// Named targets for `-N` and `N@`: a compound expression, or a list of its words.
     #[serde(default)]
     pub nodegroups: std::collections::BTreeMap<String, RawNodegroup>,
+    /// Operators besides the local `admin`, by name, with what each may do.
+    #[serde(default)]
+    pub operators: std::collections::BTreeMap<String, RawOperator>,
+}
+
+/// An `[operators.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperator {
+    /// The operator's public key: an SPKI PEM file (`openssl pkey -pubout` of an
+    /// ed25519 key). A relative path is relative to the config file's directory.
+    pub key: PathBuf,
+    /// May list, accept, reject, delete and fingerprint minion keys. Default `false`.
+    #[serde(default)]
+    pub keys: bool,
+    /// May read the job cache (`job list|show|active`) and the minion and inventory
+    /// views. Default `false`.
+    #[serde(default)]
+    pub jobs: bool,
+    /// Which functions the operator may run on which minions. Default: none.
+    #[serde(default)]
+    pub acl: Vec<RawAclEntry>,
+}
+
+/// An `[[operators.NAME.acl]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAclEntry {
+    /// A compound target expression (`web* or G@role:web`, `N@group`).
+    pub target: String,
+    /// Globs on `module.function` (`test.*`, `cmd.run`, `*`).
+    pub functions: Vec<String>,
 }
 
 /// The `[tls]` table (embedded mode).
@@ -193,6 +225,8 @@ pub struct MasterConfig {
     pub pillar_roots: brine_states::files::LocalRoots,
     pub nats: NatsMode,
     pub nodegroups: brine_proto::target::Nodegroups,
+    /// Named operators (not `admin`), by name.
+    pub operators: std::collections::BTreeMap<String, crate::acl::NamedOperator>,
 }
 
 /// How the master reaches NATS.
@@ -244,7 +278,8 @@ impl MasterConfig {
         let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(defaults)"));
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string().trim_end().to_string() })?;
-        let invalid = |key, message: String| ConfigError::Invalid { path: shown.clone(), key, message };
+        let invalid =
+            |key: &str, message: String| ConfigError::Invalid { path: shown.clone(), key: key.to_string(), message };
         let subjects = Subjects::new(&raw.prefix).map_err(|e| invalid("prefix", e.to_string()))?;
         if raw.keep_jobs < Duration::from_secs(60) {
             return Err(invalid("keep_jobs", "must be at least 1m".into()));
@@ -316,6 +351,7 @@ impl MasterConfig {
         let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
         let file_roots = roots("file_roots", raw.file_roots, base).map_err(|m| invalid("file_roots", m))?;
         let pillar_roots = roots("pillar_roots", raw.pillar_roots, base).map_err(|m| invalid("pillar_roots", m))?;
+        let operators = named_operators(raw.operators, &nodegroups, base).map_err(|(key, m)| invalid(&key, m))?;
         Ok(MasterConfig {
             path: path.map(Path::to_path_buf),
             data_dir: raw.data_dir,
@@ -329,6 +365,7 @@ impl MasterConfig {
             pillar_roots,
             nats,
             nodegroups,
+            operators,
         })
     }
 
@@ -340,6 +377,11 @@ impl MasterConfig {
     /// The local admin operator's key, used by the `brine` CLI on this host.
     pub fn admin_key_path(&self) -> PathBuf {
         self.data_dir.join("operators").join("admin.pem")
+    }
+
+    /// The audit log of operator requests (one JSON document a line).
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.data_dir.join("audit.log")
     }
 
     /// The sled database.
@@ -370,6 +412,47 @@ impl MasterConfig {
     pub fn client_url_path(&self) -> PathBuf {
         self.data_dir.join("nats-url")
     }
+}
+
+/// Validates the `[operators]` tables; an error names the key (`operators.alice.key`).
+fn named_operators(
+    raw: std::collections::BTreeMap<String, RawOperator>,
+    nodegroups: &brine_proto::target::Nodegroups,
+    base: &Path,
+) -> Result<std::collections::BTreeMap<String, crate::acl::NamedOperator>, (String, String)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut seen: std::collections::HashMap<[u8; 32], String> = std::collections::HashMap::new();
+    for (name, op) in raw {
+        let at = |field: &str| format!("operators.{name}{field}");
+        if name == crate::acl::ADMIN {
+            return Err((
+                at(""),
+                "admin is the master's local operator and always has every right; choose another name".into(),
+            ));
+        }
+        if name.is_empty()
+            || name.len() > 64
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        {
+            return Err((at(""), format!("{name:?} is not an operator name (letters, digits, _ and -, at most 64)")));
+        }
+        let key_path = base.join(&op.key);
+        let key = brine_proto::keys::load_public_key(&key_path).map_err(|e| (at(".key"), e.to_string()))?;
+        if let Some(other) = seen.insert(key.to_bytes(), name.clone()) {
+            return Err((
+                at(".key"),
+                format!("{} is also the key of operators.{other}; each operator needs its own key", key_path.display()),
+            ));
+        }
+        let mut acl = Vec::with_capacity(op.acl.len());
+        for (i, entry) in op.acl.iter().enumerate() {
+            let entry = crate::acl::AclEntry::new(&entry.target, &entry.functions, nodegroups)
+                .map_err(|e| (at(&format!(".acl[{i}]")), e.to_string()))?;
+            acl.push(entry);
+        }
+        out.insert(name.clone(), crate::acl::NamedOperator { name, key, keys: op.keys, jobs: op.jobs, acl });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -426,6 +509,51 @@ mod tests {
     }
 
     #[test]
+    fn operators_are_loaded_and_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = brine_proto::keys::generate_key().verifying_key();
+        brine_proto::keys::write_public_key(&dir.path().join("alice.pub"), &key).unwrap();
+        let config = dir.path().join("master.toml");
+        let parse = |text: &str| MasterConfig::parse(text, Some(&config)).map_err(|e| e.to_string());
+        // A relative key path is relative to the config file.
+        let c = parse(
+            "[nodegroups]\nweb = \"L@web1,web2\"\n[operators.alice]\nkey = \"alice.pub\"\njobs = true\n\
+             [[operators.alice.acl]]\ntarget = \"N@web or G@role:web\"\nfunctions = [\"test.*\", \"cmd.run\"]\n",
+        )
+        .unwrap();
+        let alice = &c.operators["alice"];
+        assert_eq!((alice.key, alice.keys, alice.jobs, alice.acl.len()), (key, false, true, 1));
+        assert!(alice.may_run("cmd.run", &brine_proto::target::Facts::id("web2")));
+
+        let op = |body: &str| format!("[operators.alice]\nkey = \"alice.pub\"\n{body}");
+        for (text, expected) in [
+            (
+                op("[[operators.alice.acl]]\ntarget = \"web* and\"\nfunctions = [\"test.*\"]\n"),
+                "operators.alice.acl[0]: target",
+            ),
+            (
+                op("[[operators.alice.acl]]\ntarget = \"*\"\nfunctions = [\"test.[\"]\n"),
+                "operators.alice.acl[0]: functions",
+            ),
+            (op("[[operators.alice.acl]]\ntarget = \"*\"\nfunctions = []\n"), "operators.alice.acl[0]: functions"),
+            (op("[[operators.alice.acl]]\ntarget = \"*\"\n"), "missing field `functions`"),
+            (op("keyz = true\n"), "unknown field `keyz`"),
+            ("[operators.alice]\nkey = \"nowhere.pub\"\n".into(), "operators.alice.key: key file"),
+            ("[operators.alice]\nkey = \"master.toml\"\n".into(), "operators.alice.key: key file"),
+            (
+                "[operators.admin]\nkey = \"alice.pub\"\n".into(),
+                "operators.admin: admin is the master's local operator",
+            ),
+            ("[operators.\"a b\"]\nkey = \"alice.pub\"\n".into(), "is not an operator name"),
+            (op("[operators.bob]\nkey = \"alice.pub\"\n"), "operators.bob.key: "),
+        ] {
+            std::fs::write(&config, &text).unwrap();
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(expected), "{text}\n=> {err}");
+        }
+    }
+
+    #[test]
     fn external_mode_keeps_the_password_out_of_debug_output() {
         let c =
             MasterConfig::parse("[nats]\nurl = \"nats://h:4222\"\nuser = \"u\"\npassword = \"s3cret\"", None).unwrap();
@@ -444,7 +572,23 @@ mod packaged_defaults {
         let text = include_str!("../../packaging/master.toml");
         // External-mode keys conflict with the embedded ones; server_bin's default
         // depends on $NATS_SERVER.
-        let skip = ["url", "user", "password", "creds_file", "tls_ca_file", "server_bin", "web", "eu_web", "names"];
+        // The operator example names a key file that does not exist here.
+        let skip = [
+            "url",
+            "user",
+            "password",
+            "creds_file",
+            "tls_ca_file",
+            "server_bin",
+            "web",
+            "eu_web",
+            "names",
+            "key",
+            "keys",
+            "jobs",
+            "target",
+            "functions",
+        ];
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {

@@ -1,6 +1,9 @@
-//! Operator requests on `P.ctl.<op>`: signed by an operator key, checked, carried
-//! out, answered with a reply signed by the master.
+//! Operator requests on `P.ctl.<op>`: signed by an operator key, checked against the
+//! operator's rights ([`crate::acl`]), carried out, answered with a reply signed by
+//! the master, and recorded in the audit log ([`crate::audit`]).
 
+use crate::acl::{capped_list, Rights, ADMIN};
+use crate::audit;
 use crate::master::{Shared, StartError};
 use crate::stats::Stats;
 use crate::store::JobCache;
@@ -48,42 +51,131 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
         Err(e) => {
             Stats::bump(&shared.stats.ctl_refused);
             tracing::warn!(subject = %msg.subject, error = %e, "refused an operator request");
+            let prefix = format!("{}.ctl.", shared.cfg.subjects.prefix());
+            let op = msg.subject.strip_prefix(prefix.as_str()).unwrap_or(&msg.subject);
+            let reason: String = format!("unreadable: {e}").chars().take(200).collect();
+            shared.audit.record(&audit::Entry::unreadable(op, &reason));
             return;
         }
     };
-    let Some(operator) = shared.operators.get(opened.signer.as_bytes()).cloned() else {
+    let signer = Fingerprint::of(&opened.signer);
+    let rights =
+        shared.operators.get(opened.signer.as_bytes()).and_then(|name| rights_of(shared, name).map(|r| (name, r)));
+    let Some((operator, rights)) = rights else {
         Stats::bump(&shared.stats.ctl_refused);
-        let fp = Fingerprint::of(&opened.signer);
-        tracing::warn!(signer = %fp.short(), op = opened.msg.op.name(), "refused a request from an unknown operator key");
-        answer(
-            shared,
-            &reply,
-            &opened.msg.stamp.id,
-            error(CtlErrorKind::Denied, format!("key {} is not an operator of this master", fp.short())),
-        )
-        .await;
+        tracing::warn!(signer = %signer.short(), op = opened.msg.op.name(), "refused a request from an unknown operator key");
+        let e = CtlError {
+            kind: CtlErrorKind::Denied,
+            message: format!("key {} is not an operator of this master", signer.short()),
+        };
+        shared.audit.record(&audit::Entry::new("unknown", Some(signer), &opened.msg.op).failed(&e));
+        answer(shared, &reply, &opened.msg.stamp.id, CtlResult::Error(e)).await;
         return;
     };
+    let entry = audit::Entry::new(operator, Some(signer), &opened.msg.op);
     let stamp = &opened.msg.stamp;
     let fresh =
         shared.ctl_replay.lock().unwrap_or_else(|e| e.into_inner()).check_and_insert(&stamp.id, stamp.expires_at, now);
     if let Err(e) = fresh {
         Stats::bump(&shared.stats.ctl_refused);
         tracing::warn!(operator, error = %e, "refused a replayed operator request");
+        shared.audit.record(&entry.refused(&format!("replayed: {e}")));
         return;
     }
     Stats::bump(&shared.stats.ctl_requests);
     let request = stamp.id.clone();
-    let result = match opened.msg.op {
-        CtlOp::Run(run) => return start_job(shared, &operator, &reply, &request, run).await,
+    match opened.msg.op {
+        CtlOp::Run(run) => match prepare_job(shared, operator, rights, run) {
+            Ok(job) => {
+                // Recorded before anything runs: no job without its audit line.
+                shared.audit.record(&entry.accepted(Some(job.job.jid), Some(job.minions.len())));
+                publish_job(shared, operator, &reply, &request, job).await;
+            }
+            Err((e, minions)) => {
+                if e.kind == CtlErrorKind::Denied {
+                    Stats::bump(&shared.stats.ctl_refused);
+                    tracing::warn!(operator, reason = %e.message, "refused a job");
+                }
+                let mut entry = entry.failed(&e);
+                entry.minions = minions;
+                shared.audit.record(&entry);
+                answer(shared, &reply, &request, CtlResult::Error(e)).await;
+            }
+        },
+        op => {
+            let (result, minions) = match permitted(shared, operator, rights, &op) {
+                Ok(()) => serve_op(shared, operator, rights, op).await,
+                Err(e) => {
+                    Stats::bump(&shared.stats.ctl_refused);
+                    tracing::warn!(operator, reason = %e.message, "refused an operator request");
+                    (CtlResult::Error(e), None)
+                }
+            };
+            shared.audit.record(&match &result {
+                CtlResult::Error(e) => entry.failed(e),
+                _ => entry.accepted(None, minions),
+            });
+            answer(shared, &reply, &request, result).await;
+        }
+    }
+}
+
+/// What the operator called `name` may do; `None` if the name is not configured.
+fn rights_of<'a>(shared: &'a Shared, name: &str) -> Option<Rights<'a>> {
+    if name == ADMIN {
+        Some(Rights::Admin)
+    } else {
+        shared.cfg.operators.get(name).map(Rights::Named)
+    }
+}
+
+fn denied(message: String) -> CtlError {
+    CtlError { kind: CtlErrorKind::Denied, message }
+}
+
+/// Whether the operator may make a request other than `run` (those are checked
+/// minion by minion in [`prepare_job`], `resolve` also in [`serve_op`]).
+fn permitted(shared: &Shared, operator: &str, rights: Rights<'_>, op: &CtlOp) -> Result<(), CtlError> {
+    match op {
+        CtlOp::KeyList | CtlOp::KeyAccept(_) | CtlOp::KeyReject(_) | CtlOp::KeyDelete(_) | CtlOp::KeyFinger(_)
+            if !rights.keys() =>
+        {
+            Err(denied(format!(
+                "operator {operator} may not list or change minion keys (operators.{operator}.keys is not set in the \
+                 master's config)"
+            )))
+        }
+        // An operator may always read back its own jobs (`brine job kill` does).
+        CtlOp::JobShow { jid }
+            if !rights.jobs() && shared.store.job(*jid).ok().flatten().is_some_and(|j| j.user == operator) =>
+        {
+            Ok(())
+        }
+        CtlOp::JobShow { .. } | CtlOp::JobList(_) | CtlOp::JobActive | CtlOp::MinionList | CtlOp::Inventory { .. }
+            if !rights.jobs() =>
+        {
+            Err(denied(format!(
+                "operator {operator} may not read the job cache, the minion list or the inventory \
+                 (operators.{operator}.jobs is not set in the master's config)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Carries out a permitted request other than `run`; returns the answer and, for the
+/// audit log, how many minions it reached.
+async fn serve_op(shared: &Shared, operator: &str, rights: Rights<'_>, op: CtlOp) -> (CtlResult, Option<usize>) {
+    let result = match op {
+        CtlOp::Run(_) => error(CtlErrorKind::Internal, "a run reached the wrong handler"),
         CtlOp::KeyList => shared
             .registry
             .listing(shared.key.verifying_key().to_bytes())
             .map(CtlResult::Keys)
             .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string())),
-        CtlOp::KeyAccept(sel) => change_keys(shared, &operator, "accept", &sel).await,
-        CtlOp::KeyReject(sel) => change_keys(shared, &operator, "reject", &sel).await,
-        CtlOp::KeyDelete(sel) => change_keys(shared, &operator, "delete", &sel).await,
+        CtlOp::KeyAccept(sel) => change_keys(shared, operator, "accept", &sel).await,
+        CtlOp::KeyReject(sel) => change_keys(shared, operator, "reject", &sel).await,
+        CtlOp::KeyDelete(sel) => change_keys(shared, operator, "delete", &sel).await,
         CtlOp::KeyFinger(_) => shared
             .registry
             .listing(shared.key.verifying_key().to_bytes())
@@ -106,7 +198,24 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
         }
         CtlOp::JobActive => active_jobs(shared),
         CtlOp::Resolve { target } => match resolve(shared, &target) {
-            Ok((_, minions)) => CtlResult::Minions(minions),
+            // Without `jobs`, an operator may resolve only targets its ACL reaches
+            // (what `brine run --batch` needs).
+            Ok((_, minions)) => match (rights, rights.jobs()) {
+                (Rights::Named(op), false) => {
+                    let outside: Vec<&MinionId> =
+                        minions.iter().filter(|m| !with_facts(shared, m, |f| op.reaches(f))).collect();
+                    if outside.is_empty() {
+                        CtlResult::Minions(minions)
+                    } else {
+                        CtlResult::Error(denied(format!(
+                            "operator {operator} may not target {} (outside operators.{operator}.acl in the master's \
+                             config)",
+                            capped_list(&outside)
+                        )))
+                    }
+                }
+                _ => CtlResult::Minions(minions),
+            },
             Err(e) => CtlResult::Error(e),
         },
         CtlOp::MinionList => minion_list(shared),
@@ -134,7 +243,19 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
             Err(e) => CtlResult::Error(e),
         },
     };
-    answer(shared, &reply, &request, result).await;
+    let minions = match &result {
+        CtlResult::Minions(m) => Some(m.len()),
+        CtlResult::Inventory(m) => Some(m.len()),
+        CtlResult::KeysChanged(k) => Some(k.len()),
+        _ => None,
+    };
+    (result, minions)
+}
+
+/// Calls `f` with what the master knows of a minion for targeting (as [`resolve`] does).
+fn with_facts<T>(shared: &Shared, id: &MinionId, f: impl FnOnce(&Facts<'_>) -> T) -> T {
+    let (grains, pillar) = (shared.grains.get(id), shared.pillar.get(id));
+    f(&Facts { id: id.as_str(), grains: grains.as_deref(), pillar: pillar.as_deref() })
 }
 
 async fn answer(shared: &Shared, subject: &str, request: &str, result: CtlResult) {
@@ -301,16 +422,34 @@ fn valid_function_name(fun: &str) -> bool {
     fun.split_once('.').is_some_and(|(m, f)| ok(m) && ok(f))
 }
 
-async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, run: RunRequest) {
+/// A job that passed every check, stored in the job cache and sealed, ready to publish.
+struct PreparedJob {
+    job: Job,
+    bytes: bytes::Bytes,
+    minions: Vec<MinionId>,
+    started: RunStarted,
+    stream_to: Option<String>,
+}
+
+/// Resolves, checks and stores a job. A refusal comes with the number of minions the
+/// target matched, when it got that far.
+fn prepare_job(
+    shared: &Shared,
+    operator: &str,
+    rights: Rights<'_>,
+    run: RunRequest,
+) -> Result<PreparedJob, (CtlError, Option<usize>)> {
+    let bad = |message: String| (CtlError { kind: CtlErrorKind::BadRequest, message }, None);
+    // Returns go only to the operator's own inbox, where only it may listen.
+    let inbox = format!("{}.", shared.cfg.subjects.operator_inbox(operator));
+    if run.stream_to.as_ref().is_some_and(|s| !s.starts_with(&inbox)) {
+        return Err(bad(format!("returns can only be streamed to the operator's own inbox ({inbox}…)")));
+    }
     // Nodegroups are expanded here, so minions can check the target without the
     // master's config.
-    let (sent_target, minions) = match resolve(shared, &run.target) {
-        Ok(r) => r,
-        Err(e) => return answer(shared, reply, request, CtlResult::Error(e)).await,
-    };
+    let (sent_target, minions) = resolve(shared, &run.target).map_err(|e| (e, None))?;
     if !valid_function_name(&run.fun) {
-        let msg = format!("{:?} is not a function name; use module.function, e.g. test.ping", run.fun);
-        return answer(shared, reply, request, error(CtlErrorKind::BadRequest, msg)).await;
+        return Err(bad(format!("{:?} is not a function name; use module.function, e.g. test.ping", run.fun)));
     }
     // Listed ids without an accepted key are reported as not returning, as Salt does.
     let missing: Vec<String> = match &run.target {
@@ -321,7 +460,22 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
     };
     if minions.is_empty() {
         let msg = "No minions matched the target. No command was sent, no jid was assigned.";
-        return answer(shared, reply, request, error(CtlErrorKind::NoMatch, msg)).await;
+        return Err((error_of(CtlErrorKind::NoMatch, msg), Some(0)));
+    }
+    if let Rights::Named(acl) = rights {
+        if !asks_about_own_job(shared, operator, &run, &minions) {
+            let outside: Vec<&MinionId> =
+                minions.iter().filter(|m| !with_facts(shared, m, |f| acl.may_run(&run.fun, f))).collect();
+            if !outside.is_empty() {
+                let message = format!(
+                    "operator {operator} may not run {} on {}: no entry of operators.{operator}.acl in the master's \
+                     config allows it. Nothing was run.",
+                    run.fun,
+                    capped_list(&outside)
+                );
+                return Err((denied(message), Some(minions.len())));
+            }
+        }
     }
     let jid = shared.jids.next();
     let record = JobRecord {
@@ -334,9 +488,10 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
         minions: minions.clone(),
         started_at: brine_proto::time::now_ms(),
     };
+    let internal = |e: String| (error_of(CtlErrorKind::Internal, e), Some(minions.len()));
     if let Err(e) = shared.store.put_job(&record).and_then(|()| shared.store.flush()) {
         tracing::error!(error = %e, "cannot store a new job");
-        return answer(shared, reply, request, error(CtlErrorKind::Internal, e.to_string())).await;
+        return Err(internal(e.to_string()));
     }
     let ttl = match run.queue_ttl_ms {
         Some(ms) => Duration::from_millis(ms).clamp(Duration::from_secs(1), brine_proto::envelope::MAX_TTL),
@@ -347,28 +502,57 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
         stamp: Stamp::new(jid.to_string(), ttl),
         jid,
         target: sent_target,
-        fun: run.fun.clone(),
+        fun: run.fun,
         arg: run.arg,
         kwarg: run.kwarg,
         user: operator.to_string(),
     };
-    let bytes: bytes::Bytes = match seal(&job, &shared.key) {
-        Ok(b) => b.into(),
-        Err(e) => return answer(shared, reply, request, error(CtlErrorKind::Internal, e.to_string())).await,
-    };
+    let bytes: bytes::Bytes = seal(&job, &shared.key).map_err(|e| internal(e.to_string()))?.into();
     let offline = minions.iter().filter(|m| !shared.presence.is_up(m, shared.cfg.presence_timeout)).cloned().collect();
+    Ok(PreparedJob {
+        started: RunStarted { jid, minions: minions.clone(), offline, missing },
+        job,
+        bytes,
+        minions,
+        stream_to: run.stream_to,
+    })
+}
+
+/// `saltutil.find_job` about one of the operator's own jobs, on minions that job
+/// targeted: what `brine run` asks at the timeout. It is allowed without an ACL
+/// entry, as it reveals nothing the operator could not already see.
+fn asks_about_own_job(shared: &Shared, operator: &str, run: &RunRequest, minions: &[MinionId]) -> bool {
+    if run.fun != "saltutil.find_job" || !run.kwarg.is_empty() || run.arg.len() != 1 {
+        return false;
+    }
+    let Some(jid) = run.arg[0].as_str().and_then(|s| s.parse::<Jid>().ok()) else { return false };
+    shared
+        .store
+        .job(jid)
+        .ok()
+        .flatten()
+        .is_some_and(|job| job.user == operator && minions.iter().all(|m| job.minions.contains(m)))
+}
+
+fn error_of(kind: CtlErrorKind, message: impl Into<String>) -> CtlError {
+    CtlError { kind, message: message.into() }
+}
+
+/// Answers the operator, then publishes the job to each minion (and its queue).
+async fn publish_job(shared: &Shared, operator: &str, reply: &str, request: &str, prepared: PreparedJob) {
+    let PreparedJob { job, bytes, minions, started, stream_to } = prepared;
+    let jid = job.jid;
     shared.active.lock().unwrap_or_else(|e| e.into_inner()).insert(
         jid,
         crate::master::ActiveJob {
             targets: minions.iter().cloned().collect(),
-            watchers: run.stream_to.iter().map(|s| (s.clone(), request.to_string())).collect(),
+            watchers: stream_to.iter().map(|s| (s.clone(), request.to_string())).collect(),
             remaining: minions.len(),
             since: Instant::now(),
         },
     );
     // Answer first: the operator's returns stream follows on the same connection, so
     // it can never overtake this reply.
-    let started = RunStarted { jid, minions: minions.clone(), offline, missing };
     answer(shared, reply, request, CtlResult::RunStarted(started)).await;
     for minion in &minions {
         if let Err(e) = shared.client.publish(shared.cfg.subjects.job(minion, jid), bytes.clone()).await {
@@ -384,6 +568,7 @@ async fn start_job(shared: &Shared, operator: &str, reply: &str, request: &str, 
         }
     }
     Stats::bump(&shared.stats.jobs_published);
+    // The arguments stay out of the log: they may hold secrets.
     tracing::info!(%jid, operator, fun = %job.fun, target = %job.target, minions = minions.len(), "published job");
     shared
         .emit(

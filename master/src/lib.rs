@@ -1,6 +1,7 @@
 //! The brine master and the operator CLI.
 //!
 //! - [`config`]: the `master.toml` file.
+//! - [`acl`]: what each operator may do; [`audit`]: the log of their requests.
 //! - [`master`]: the running master and its shared state.
 //! - [`keys`]: the key registry (pending / accepted / rejected / denied).
 //! - [`nats`]: the embedded, supervised `nats-server`.
@@ -10,6 +11,8 @@
 //! - [`cli`]: the `brine` command.
 #![forbid(unsafe_code)]
 
+pub mod acl;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod ctl;

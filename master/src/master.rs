@@ -34,6 +34,8 @@ pub enum StartError {
     Write { path: std::path::PathBuf, source: std::io::Error },
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsSetupError),
+    #[error("operators.{name}.key: {reason}")]
+    OperatorKey { name: String, reason: String },
 }
 
 /// A job the master is waiting on: who was targeted and who follows its returns.
@@ -49,8 +51,10 @@ pub(crate) struct ActiveJob {
 pub struct Shared {
     pub cfg: MasterConfig,
     pub key: SigningKey,
-    /// Operators by public key: name.
+    /// Operators by public key: name (`admin`, or a name under `[operators]`).
     pub operators: HashMap<[u8; 32], String>,
+    /// Every operator request, accepted or refused.
+    pub audit: crate::audit::AuditLog,
     pub registry: Registry,
     pub grains: crate::grains::GrainsCache,
     /// The pillar last rendered for each minion, for pillar targets.
@@ -96,11 +100,7 @@ impl Shared {
     fn users_section(&self) -> String {
         let users = Users {
             master: self.key.verifying_key(),
-            operators: self
-                .operators
-                .iter()
-                .filter_map(|(k, name)| VerifyingKey::from_bytes(k).ok().map(|k| (name.clone(), k)))
-                .collect(),
+            operators: operator_users(&self.operators),
             minions: self.registry.accepted(),
         };
         crate::nats::render_users(&users, &self.cfg.subjects)
@@ -128,6 +128,44 @@ impl Shared {
         let max_age = self.cfg.job_ttl + Duration::from_secs(60);
         self.active.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, j| j.since.elapsed() < max_age);
     }
+}
+
+/// Operators as NATS users, sorted by name so the server config is stable.
+fn operator_users(operators: &HashMap<[u8; 32], String>) -> Vec<(String, VerifyingKey)> {
+    let mut users: Vec<(String, VerifyingKey)> =
+        operators.iter().filter_map(|(k, name)| VerifyingKey::from_bytes(k).ok().map(|k| (name.clone(), k))).collect();
+    users.sort_by(|a, b| a.0.cmp(&b.0));
+    users
+}
+
+/// The admin and the configured operators by key; a configured key must not be the
+/// master's, the admin's or an accepted minion's (one key, one identity).
+fn operators_by_key(
+    cfg: &MasterConfig,
+    master: &VerifyingKey,
+    admin: &VerifyingKey,
+    registry: &Registry,
+) -> Result<HashMap<[u8; 32], String>, StartError> {
+    let mut operators = HashMap::new();
+    operators.insert(admin.to_bytes(), crate::acl::ADMIN.to_string());
+    let minions = registry.accepted();
+    for (name, op) in &cfg.operators {
+        let taken = if op.key == *master {
+            Some("the master's own key".to_string())
+        } else if op.key == *admin {
+            Some(format!("the admin operator's key ({})", cfg.admin_key_path().display()))
+        } else {
+            minions.iter().find(|(_, k)| *k == op.key).map(|(id, _)| format!("the key of minion {id}"))
+        };
+        if let Some(what) = taken {
+            return Err(StartError::OperatorKey {
+                name: name.clone(),
+                reason: format!("is {what}; give the operator its own key"),
+            });
+        }
+        operators.insert(op.key.to_bytes(), name.clone());
+    }
+    Ok(operators)
 }
 
 /// A running master.
@@ -163,11 +201,11 @@ impl Master {
         }
         brine_proto::keys::write_public_key(&cfg.data_dir.join("master.pub"), &key.verifying_key())?;
         let (admin, _) = brine_proto::keys::load_or_create_key(&cfg.admin_key_path())?;
-        let mut operators = HashMap::new();
-        operators.insert(admin.verifying_key().to_bytes(), "admin".to_string());
 
         let store = Store::open(&cfg.db_path())?;
         let registry = Registry::open(&store)?;
+        let operators = operators_by_key(&cfg, &key.verifying_key(), &admin.verifying_key(), &registry)?;
+        let audit = crate::audit::AuditLog::open(cfg.audit_log_path());
         let grains = crate::grains::GrainsCache::open(&store)?;
         let pillar = crate::grains::GrainsCache::open_tree(&store, "pillar")?;
         let jids = JidGenerator::starting_after(store.latest_jid()?);
@@ -182,7 +220,7 @@ impl Master {
                 let layout = Layout { dir: cfg.nats_dir(), bin: server_bin.clone(), listen: *listen, tls };
                 let users = Users {
                     master: key.verifying_key(),
-                    operators: vec![("admin".into(), admin.verifying_key())],
+                    operators: operator_users(&operators),
                     minions: registry.accepted(),
                 };
                 let section = crate::nats::render_users(&users, &cfg.subjects);
@@ -227,6 +265,7 @@ impl Master {
             cfg,
             key,
             operators,
+            audit,
             registry,
             grains,
             pillar,

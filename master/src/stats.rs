@@ -38,7 +38,7 @@ counters! {
     enroll_requests: "Enrollment requests answered.",
     enroll_refused: "Enrollment requests dropped (malformed, bad proof of possession).",
     ctl_requests: "Operator requests handled.",
-    ctl_refused: "Operator requests refused (unknown signer, bad signature, replay).",
+    ctl_refused: "Operator requests refused (unknown signer, bad signature, replay, denied by the ACL).",
     presence_received: "Verified heartbeats.",
     presence_refused: "Heartbeats dropped (unknown minion, bad signature, malformed).",
     jobs_published: "Jobs published (one per job, not per minion).",

@@ -1,11 +1,14 @@
-//! The operator's connection to the master: the local admin key, the master's NATS
-//! address and key, all found through the master's config on this host.
+//! The operator's connection to the master: the operator's key (the local admin's by
+//! default), the master's NATS address and key, found through the master's config on
+//! this host.
 
 use crate::config::{ExternalAuth, MasterConfig, NatsMode};
 use brine_proto::envelope::{open, seal, Stamp};
 use brine_proto::msg::{Ctl, CtlOp, CtlReply, CtlResult};
 use brine_proto::Subjects;
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why the CLI could not talk to the master.
@@ -13,10 +16,8 @@ use std::time::Duration;
 pub enum ClientError {
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
-    #[error(
-        "cannot read the operator key: {0} (the brine CLI runs on the master host, as the user that runs brine-master)"
-    )]
-    Key(brine_proto::keys::KeyError),
+    #[error("cannot read the key of operator {operator}: {source} ({hint})")]
+    Key { operator: String, source: brine_proto::keys::KeyError, hint: &'static str },
     #[error("cannot read the master's key: {0} (has brine-master been started with this config?)")]
     MasterKey(brine_proto::keys::KeyError),
     #[error("cannot find the master's NATS address in {path}: {source} (is brine-master running?)")]
@@ -25,6 +26,11 @@ pub enum ClientError {
     Connect { url: String, reason: String },
     #[error("the master did not answer within {0:?} (is brine-master running?)")]
     Timeout(Duration),
+    #[error(
+        "the NATS server refused this connection: {reason} (is {operator} the name the key is configured under in \
+         the master's [operators]?)"
+    )]
+    Refused { operator: String, reason: String },
     #[error("no master is listening on {url} (is brine-master running?)")]
     NoMaster { url: String },
     #[error("bad answer from the master: {0}")]
@@ -39,12 +45,50 @@ pub struct Operator {
     pub subjects: Subjects,
     inbox: String,
     url: String,
+    name: String,
+    refusal: Arc<Refusal>,
+}
+
+/// A permissions error the server sent on this connection.
+#[derive(Default)]
+struct Refusal {
+    reason: Mutex<Option<String>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl Refusal {
+    fn get(&self) -> Option<String> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves when the server has refused something on this connection.
+    async fn wait(&self) -> String {
+        loop {
+            if let Some(reason) = self.get() {
+                return reason;
+            }
+            self.arrived.notified().await;
+        }
+    }
 }
 
 impl Operator {
-    /// Connects as the local admin operator of the master configured by `cfg`.
-    pub async fn connect(cfg: &MasterConfig) -> Result<Operator, ClientError> {
-        let key = brine_proto::keys::load_key(&cfg.admin_key_path()).map_err(ClientError::Key)?;
+    /// Connects to the master configured by `cfg` as `operator` with the key at
+    /// `key_file` (default: `<data_dir>/operators/<operator>.pem`).
+    pub async fn connect(cfg: &MasterConfig, operator: &str, key_file: Option<&Path>) -> Result<Operator, ClientError> {
+        let key_file = key_file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| cfg.admin_key_path().with_file_name(format!("{operator}.pem")));
+        let hint = if operator == crate::acl::ADMIN && key_file == cfg.admin_key_path() {
+            "the admin's brine CLI runs on the master host, as the user that runs brine-master"
+        } else {
+            "give the operator's private key with --key FILE"
+        };
+        let key = brine_proto::keys::load_key(&key_file).map_err(|source| ClientError::Key {
+            operator: operator.to_string(),
+            source,
+            hint,
+        })?;
         let master =
             brine_proto::keys::load_public_key(&cfg.data_dir.join("master.pub")).map_err(ClientError::MasterKey)?;
         let (url, opts) = match &cfg.nats {
@@ -71,7 +115,22 @@ impl Operator {
                 (url.clone(), opts)
             }
         };
-        let inbox = cfg.subjects.operator_inbox("admin");
+        let inbox = cfg.subjects.operator_inbox(operator);
+        // The server refuses a subscription outside this operator's inbox (the name
+        // does not go with the key): no answer could ever arrive, so say why at once.
+        let refusal: Arc<Refusal> = Arc::default();
+        let seen = refusal.clone();
+        let opts = opts.event_callback(move |ev| {
+            let seen = seen.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = ev {
+                    if e.to_string().to_lowercase().contains("permission") {
+                        *seen.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                        seen.arrived.notify_one();
+                    }
+                }
+            }
+        });
         let opts = match cfg.tls_ca_path() {
             Some(path) => {
                 let roots = brine_proto::tls::certs_from_file(&path)
@@ -89,7 +148,16 @@ impl Operator {
             .connect(url.as_str())
             .await
             .map_err(|e| ClientError::Connect { url: url.clone(), reason: e.to_string() })?;
-        Ok(Operator { client, key, master, subjects: cfg.subjects.clone(), inbox, url })
+        Ok(Operator {
+            client,
+            key,
+            master,
+            subjects: cfg.subjects.clone(),
+            inbox,
+            url,
+            name: operator.to_string(),
+            refusal,
+        })
     }
 
     /// A fresh subject in this operator's inbox, for streamed answers.
@@ -103,12 +171,16 @@ impl Operator {
         let ctl = Ctl { stamp: Stamp::random(Duration::from_secs(60)), op };
         let bytes = seal(&ctl, &self.key).map_err(|e| ClientError::BadReply(e.to_string()))?;
         let wait = Duration::from_secs(15);
-        let msg = match tokio::time::timeout(wait, self.client.request(subject, bytes.into())).await {
-            Err(_) => return Err(ClientError::Timeout(wait)),
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(wait, self.client.request(subject, bytes.into())) => answer,
+            reason = self.refusal.wait() => return Err(ClientError::Refused { operator: self.name.clone(), reason }),
+        };
+        let msg = match answer {
+            Err(_) => return Err(self.timeout(wait)),
             Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
                 return Err(ClientError::NoMaster { url: self.url.clone() })
             }
-            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => return Err(ClientError::Timeout(wait)),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => return Err(self.timeout(wait)),
             Ok(Err(e)) => return Err(ClientError::Connect { url: self.url.clone(), reason: e.to_string() }),
             Ok(Ok(m)) => m,
         };
@@ -117,6 +189,14 @@ impl Operator {
             return Err(ClientError::BadReply("the answer is for another request".into()));
         }
         Ok(reply.result)
+    }
+
+    /// No answer came: explained by the server's refusal if there was one.
+    fn timeout(&self, wait: Duration) -> ClientError {
+        match self.refusal.get() {
+            Some(reason) => ClientError::Refused { operator: self.name.clone(), reason },
+            None => ClientError::Timeout(wait),
+        }
     }
 
     /// Verifies a message from the master.

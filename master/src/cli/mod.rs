@@ -47,6 +47,16 @@ pub struct Cli {
     #[arg(short, long, global = true, env = "BRINE_MASTER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Act as this operator (a name under [operators] in the master's config); the
+    /// default is the master's local admin.
+    #[arg(long, global = true, env = "BRINE_OPERATOR", value_name = "NAME", default_value = crate::acl::ADMIN)]
+    pub operator: String,
+
+    /// The operator's private key (PEM, mode 0600). Default: `<data_dir>/operators/NAME.pem`,
+    /// where the master keeps the admin's key.
+    #[arg(long, global = true, env = "BRINE_OPERATOR_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
     /// Colour: auto (only on a terminal, never with NO_COLOR), always, never.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -130,7 +140,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
             return exit::NOTHING_RAN;
         }
     };
-    let op = match client::Operator::connect(&cfg).await {
+    let op = match client::Operator::connect(&cfg, &cli.operator, cli.key.as_deref()).await {
         Ok(op) => op,
         Err(e) => {
             let _ = writeln!(io.err, "ERROR: {e}");

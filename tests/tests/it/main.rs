@@ -1,5 +1,6 @@
 //! End-to-end tests against real nats-server processes.
 
+mod acl;
 mod binaries;
 mod external;
 mod faults;
