@@ -754,11 +754,184 @@ impl Function for HasExec {
     }
 }
 
+/// Arguments of `cmd.script`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptArgs {
+    source: String,
+    #[serde(default)]
+    args: Option<Value>,
+    #[serde(default)]
+    cwd: Option<Word>,
+    #[serde(default)]
+    stdin: Option<String>,
+    #[serde(default)]
+    runas: Option<Word>,
+    #[serde(default)]
+    group: Option<Word>,
+    #[serde(default)]
+    shell: Option<String>,
+    #[serde(default)]
+    python_shell: Option<bool>,
+    #[serde(default)]
+    env: Option<Map>,
+    #[serde(default)]
+    clean_env: bool,
+    /// Render the script first (`jinja`), with grains and pillar.
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    timeout: Option<f64>,
+    #[serde(default)]
+    ignore_retcode: bool,
+    #[serde(default)]
+    saltenv: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    output_loglevel: Option<String>,
+}
+
+/// What `cmd.script` returns when the script cannot be had (Salt's shape).
+fn cache_error() -> Output {
+    let ret = serde_json::json!({"pid": 0, "retcode": 1, "stdout": "", "stderr": "", "cache_error": true});
+    Output { ret, retcode: 1 }
+}
+
+/// Removes the temporary script when the run is over.
+struct TempScript(PathBuf);
+
+impl Drop for TempScript {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub struct Script;
+impl Function for Script {
+    const NAME: &'static str = "cmd.script";
+    const DOC: &'static str = concat!(
+        "Fetches a script (salt:// or brine:// from the master's file server, or a local \
+         path), optionally renders it (template=jinja), and runs it with `args` through the shell. \
+         Returns pid, retcode, stdout and stderr; a script that cannot be fetched gives retcode 1 and \
+         cache_error True. The job fails when the script exits non-zero.\n\n",
+        keywords_doc!(),
+        " Also: saltenv (default base).\n\nCLI example: brine run '*' cmd.script salt://scripts/setup.sh args='-v --force'"
+    );
+    const PARAMS: &'static [Param] = &[
+        req("source"),
+        opt("args"),
+        opt("cwd"),
+        opt("stdin"),
+        opt("runas"),
+        opt("group"),
+        opt("shell"),
+        opt("python_shell"),
+        opt("env"),
+        opt("template"),
+    ];
+    type Args = ScriptArgs;
+    fn call(&self, ctx: &Context, a: ScriptArgs) -> Result<Output, CallError> {
+        let env = a.saltenv.clone().unwrap_or_else(|| "base".into());
+        let body = if crate::files::is_server_url(&a.source) {
+            let Some(files) = ctx.files.as_ref() else {
+                return Err(CallError::failed(
+                    "no file server is available: run under a master or give brine-call --file-root",
+                ));
+            };
+            let (env, path) = crate::files::split_url(&a.source, &env);
+            match files.read(&env, &path) {
+                Ok(b) => b,
+                Err(crate::files::FileError::NotFound { .. }) => return Ok(cache_error()),
+                Err(e) => return Err(CallError::failed(e.to_string())),
+            }
+        } else {
+            match std::fs::read(&a.source) {
+                Ok(b) => b,
+                Err(_) => return Ok(cache_error()),
+            }
+        };
+        let body = match a.template.as_deref() {
+            None => body,
+            Some("jinja") => {
+                let text = String::from_utf8(body).map_err(|_| {
+                    CallError::failed(format!("{} is not UTF-8 text; it cannot be a template", a.source))
+                })?;
+                let rctx = crate::sls::render::RenderContext {
+                    grains: ctx.grains.clone(),
+                    pillar: ctx.pillar.clone(),
+                    opts: Map::new(),
+                    saltenv: env.clone(),
+                    sls: String::new(),
+                    slspath: String::new(),
+                    extra: Map::new(),
+                    exec: ctx.clone(),
+                };
+                crate::sls::render::render_jinja(&a.source, &text, &rctx, None)
+                    .map_err(|e| CallError::failed(e.to_string()))?
+                    .into_bytes()
+            }
+            Some(other) => return Err(CallError::failed(format!("template {other:?} is not supported (jinja is)"))),
+        };
+        let who = match (a.runas.as_ref().map(Word::as_str), a.group.as_ref().map(Word::as_str)) {
+            (None, None) => None,
+            (u, g) => Some(resolve_identity(u, g)?),
+        };
+        let name = crate::files::clean_path(&a.source)
+            .ok()
+            .and_then(|p| Path::new(&p).extension().map(|e| format!(".{}", e.to_string_lossy())))
+            .unwrap_or_default();
+        let path = std::env::temp_dir().join(format!(
+            "__brine.tmp.{}.{}{name}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        ));
+        let written = (|| -> std::io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o700).open(&path)?;
+            f.write_all(&body)?;
+            if let Some(w) = &who {
+                std::os::unix::fs::chown(&path, Some(w.uid.as_raw()), Some(w.gid.as_raw()))?;
+            }
+            Ok(())
+        })();
+        let script = TempScript(path.clone());
+        written.map_err(|e| CallError::failed(format!("cannot write the script to {}: {e}", path.display())))?;
+        let args = match a.args {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::Array(words)) => format!(" {}", join_quoted(&words.iter().map(word_text).collect::<Vec<_>>())),
+            Some(v) => format!(" {}", word_text(&v)),
+        };
+        let cmd = CmdArgs {
+            cmd: CommandText::Line(format!("{}{args}", quote(&script.0.to_string_lossy()))),
+            cwd: a.cwd,
+            stdin: a.stdin,
+            runas: a.runas,
+            group: a.group,
+            shell: a.shell,
+            python_shell: a.python_shell,
+            env: a.env,
+            clean_env: a.clean_env,
+            rstrip: true,
+            timeout: a.timeout,
+            ignore_retcode: a.ignore_retcode,
+            output_loglevel: None,
+        };
+        let f = run(&cmd, ctx, false)?;
+        drop(script);
+        let mut m = Map::new();
+        m.insert("pid".into(), f.pid.into());
+        m.insert("retcode".into(), f.retcode.into());
+        m.insert("stdout".into(), f.stdout.into());
+        m.insert("stderr".into(), f.stderr.into());
+        Ok(Output { ret: Value::Object(m), retcode: cmd.job_retcode(f.retcode) })
+    }
+}
+
 /// The `cmd` execution module.
 pub static MODULE: super::Module = super::Module {
     name: "cmd",
     doc: "Run commands, through a shell or not, as any user.",
-    functions: &[&HasExec, &Retcode, &Run, &RunAll, &RunStderr, &RunStdout, &Which],
+    functions: &[&HasExec, &Retcode, &Run, &RunAll, &RunStderr, &RunStdout, &Script, &Which],
 };
 
 #[cfg(test)]
@@ -795,6 +968,33 @@ mod tests {
         assert_eq!(out.retcode, 3);
         let keys: Vec<&String> = out.ret.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["pid", "retcode", "stdout", "stderr"], "Salt's key order");
+    }
+
+    #[test]
+    fn script_fetches_renders_runs_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+        std::fs::write(dir.path().join("scripts/s.sh"), "#!/bin/sh\necho \"$0|$1|$2|{{ grains.id }}\"\nexit 4\n")
+            .unwrap();
+        let grains = json!({"id": "m1"}).as_object().unwrap().clone();
+        let ctx = Context {
+            files: Some(std::sync::Arc::new(crate::files::LocalRoots::base(dir.path()))),
+            grains: std::sync::Arc::new(grains),
+            ..Context::default()
+        };
+        let out = call("cmd.script", &ctx, vec![json!("salt://scripts/s.sh"), json!("'a b' c")], kw(&[])).unwrap();
+        assert_eq!(out.retcode, 4);
+        let stdout = out.ret["stdout"].as_str().unwrap().to_string();
+        let (script, rest) = stdout.split_once('|').unwrap();
+        assert_eq!(rest, "a b|c|{{ grains.id }}", "arguments split by the shell, no template unless asked");
+        assert!(script.ends_with(".sh") && !Path::new(script).exists(), "the temporary script is removed");
+        let out =
+            call("cmd.script", &ctx, vec![json!("salt://scripts/s.sh")], kw(&[("template", json!("jinja"))])).unwrap();
+        assert!(out.ret["stdout"].as_str().unwrap().ends_with("|||m1"));
+        let missing = call("cmd.script", &ctx, vec![json!("salt://nope.sh")], kw(&[])).unwrap();
+        assert_eq!((missing.ret["cache_error"].clone(), missing.retcode), (json!(true), 1));
+        let escape = call("cmd.script", &ctx, vec![json!("salt://../x.sh")], kw(&[])).unwrap_err();
+        assert!(escape.to_string().contains("not allowed"), "{escape}");
     }
 
     #[test]

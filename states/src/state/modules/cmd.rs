@@ -58,6 +58,52 @@ impl StateFunction for Wait {
     }
 }
 
+/// Runs the script `source` (default `name`) through `cmd.script`.
+fn run_script(ctx: &StateContext, name: &str, args: &Map) -> Outcome {
+    let mut kw = args.clone();
+    kw.remove("stateful");
+    let source = kw.remove("source").unwrap_or_else(|| Value::String(name.to_string()));
+    let env = kw.get("saltenv").and_then(Value::as_str).unwrap_or(ctx.saltenv).to_string();
+    kw.insert("saltenv".into(), Value::String(env.clone()));
+    kw.insert("ignore_retcode".into(), Value::Bool(true));
+    match crate::exec::call("cmd.script", ctx.exec, vec![source.clone()], kw) {
+        Ok(out) if out.ret.get("cache_error") == Some(&Value::Bool(true)) => {
+            let source = source.as_str().map_or_else(|| source.to_string(), str::to_string);
+            Outcome {
+                ok: false,
+                changes: out.ret.as_object().cloned().unwrap_or_default(),
+                comment: format!("Unable to cache script {source} from saltenv '{env}'"),
+                predicted: false,
+            }
+        }
+        Ok(out) => {
+            let retcode = out.ret.get("retcode").and_then(Value::as_i64).unwrap_or(1);
+            let changes = out.ret.as_object().cloned().unwrap_or_default();
+            Outcome { ok: retcode == 0, changes, comment: format!("Command '{name}' run"), predicted: false }
+        }
+        Err(e) => Outcome::failed(e.to_string()),
+    }
+}
+
+pub struct Script;
+impl StateFunction for Script {
+    const NAME: &'static str = "cmd.script";
+    const DOC: &'static str = "Fetches a script from the file server (`source`, default `name`) and runs \
+        it every time the state runs, with `args`; keywords as for the cmd.script function (cwd, env, runas, \
+        template, saltenv). Use onlyif, unless, creates or onchanges to make it conditional.\n\nExample:\n  \
+        setup-app:\n    cmd.script:\n      - source: salt://app/setup.sh\n      - args: --init\n      - creates: /opt/app/.done";
+    type Args = Map;
+    fn check_apply(&self, ctx: &StateContext, name: &str, args: Map, apply: bool) -> Outcome {
+        if !apply {
+            return Outcome::would(format!("Command '{name}' would have been executed"));
+        }
+        run_script(ctx, name, &args)
+    }
+    fn mod_watch(&self, ctx: &StateContext, name: &str, args: &Map, apply: bool, _: &[Value]) -> Option<Outcome> {
+        Some(self.check_apply(ctx, name, args.clone(), apply))
+    }
+}
+
 /// The `cmd` state module.
 pub static MODULE: crate::state::StateModule =
-    crate::state::StateModule { name: "cmd", doc: "Run commands.", functions: &[&Run, &Wait] };
+    crate::state::StateModule { name: "cmd", doc: "Run commands.", functions: &[&Run, &Script, &Wait] };
