@@ -26,13 +26,17 @@ async fn fleet() -> (tempfile::TempDir, TestMaster, Vec<TestMinion>) {
     write(
         &salt,
         "web/init.sls",
-        "include:\n  - .extra\nweb-ready:\n  test.succeed_without_changes:\n    - require:\n      - cmd: extra\n",
+        "include:\n  - .extra\nweb-ready:\n  test.succeed_without_changes:\n    - require:\n      - cmd: extra\n\
+         app-conf:\n  file.managed:\n    - name: {{ pillar.dest }}/app.conf\n    - source: salt://files/app.conf\n\
+         \x20   - template: jinja\n    - makedirs: True\n",
     );
+    write(&salt, "files/app.conf", "role={{ pillar.role }}\n");
     write(&salt, "web/extra.sls", "extra:\n  cmd.run:\n    - name: echo extra\n");
     write(&salt, "files/motd", "welcome to {{ nothing }}\n");
     write(&salt, "big.bin", &"x".repeat(1_300_000));
     write(&pillar, "top.sls", "base:\n  'web*':\n    - web\n  'db*':\n    - db\n");
-    write(&pillar, "web.sls", "role: web\n");
+    let dest = trees.path().join("out");
+    write(&pillar, "web.sls", &format!("role: web\ndest: {:?}\n", dest.display().to_string()));
     write(&pillar, "db.sls", "role: db\ndb_password: hunter2\n");
     std::fs::write(trees.path().join("outside"), "secret").unwrap();
     let extra = format!(
@@ -62,7 +66,7 @@ async fn json_run(master: &TestMaster, args: &[&str]) -> (u8, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn highstate_pillar_and_files_come_from_the_master() {
-    let (_trees, master, minions) = fleet().await;
+    let (trees, master, minions) = fleet().await;
 
     // Highstate: the top file, the SLS files and the pillar all from the master.
     let (code, v) = json_run(&master, &["*", "state.apply"]).await;
@@ -74,7 +78,9 @@ async fn highstate_pillar_and_files_come_from_the_master() {
         web.values().map(|s| (s["__id__"].as_str().unwrap(), s["__run_num__"].as_u64().unwrap())).collect();
     let mut order = order;
     order.sort_by_key(|(_, n)| *n);
-    assert_eq!(order.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ["hello", "extra", "web-ready"]);
+    assert_eq!(order.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ["hello", "extra", "web-ready", "app-conf"]);
+    // A templated file from the master's file server, rendered with the minion's pillar.
+    assert_eq!(std::fs::read_to_string(trees.path().join("out/app.conf")).unwrap(), "role=web\n");
     assert_eq!(v["db1"]["cmd_|-hello_|-echo role=db id=db1_|-run"]["result"], json!(true));
     assert_eq!(v["db1"].as_object().unwrap().len(), 1, "db1 gets only common");
 
@@ -87,7 +93,8 @@ async fn highstate_pillar_and_files_come_from_the_master() {
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("\nSummary for web1\n------------\nSucceeded: 3 (changed=2)\nFailed:    0\n"));
+    // Applied again: the file is in place, only the commands run.
+    assert!(out.stdout.contains("\nSummary for web1\n------------\nSucceeded: 4 (changed=2)\nFailed:    0\n"));
     let out = master.cli(&["run", "web1", "state.apply", "--state-output", "terse"]).await;
     assert!(out
         .stdout
@@ -105,10 +112,22 @@ async fn highstate_pillar_and_files_come_from_the_master() {
     let out = master.cli(&["job", "show", &jid]).await;
     assert!(out.stdout.contains("Summary for db1"), "{}", out.stdout);
 
+    // Template and YAML errors reach the operator with the file and line; nothing runs.
+    write(&trees.path().join("salt"), "broken/jinja.sls", "ok:\n  test.nop\n{{ nope.attr }}\n");
+    write(&trees.path().join("salt"), "broken/yaml.sls", "ok:\n  test.nop:\n    - name: x\n   bad: [\n");
+    let out = master.cli(&["run", "web1", "state.apply", "broken.jinja"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.starts_with("web1:\n    Data failed to compile:\n----------\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("broken/jinja.sls:3") && out.stdout.contains("nope"), "{}", out.stdout);
+    let out = master.cli(&["run", "web1", "state.apply", "broken.yaml"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("broken/yaml.sls:4:"), "{}", out.stdout);
+
     // Each minion sees its own pillar, and only its own.
     let (_, v) = json_run(&master, &["*", "pillar.items"]).await;
     assert_eq!(v["db1"], json!({"role": "db", "db_password": "hunter2"}));
-    assert_eq!(v["web1"], json!({"role": "web"}));
+    assert_eq!(v["web1"]["role"], json!("web"));
+    assert!(v["web1"].get("db_password").is_none());
     let (_, v) = json_run(&master, &["web1", "pillar.get", "db_password", "none"]).await;
     assert_eq!(v["web1"], json!("none"));
 
@@ -130,7 +149,12 @@ async fn highstate_pillar_and_files_come_from_the_master() {
     let (_, v) = json_run(&master, &["web1", "cp.get_file_str", "salt://../outside"]).await;
     assert!(v["web1"].as_str().unwrap().contains("not allowed"), "{v}");
     let (_, v) = json_run(&master, &["web1", "cp.list_states"]).await;
-    assert_eq!(v["web1"], json!(["common", "top", "web", "web.extra"]));
+    assert_eq!(v["web1"], json!(["broken.jinja", "broken.yaml", "common", "top", "web", "web.extra"]));
+
+    // cmd.script from the file server.
+    write(&trees.path().join("salt"), "scripts/hello.sh", "#!/bin/sh\necho \"hello $1\"\n");
+    let (code, v) = json_run(&master, &["db1", "cmd.script", "salt://scripts/hello.sh", "world"]).await;
+    assert_eq!((code, v["db1"]["stdout"].clone(), v["db1"]["retcode"].clone()), (0, json!("hello world"), json!(0)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
