@@ -155,10 +155,72 @@ impl Function for Argspec {
 }
 
 /// The `sys` execution module.
+/// Every state function, in name order.
+fn state_functions() -> impl Iterator<Item = &'static dyn crate::state::DynState> {
+    crate::state::STATE_MODULES.iter().flat_map(|m| m.functions.iter().copied())
+}
+
+pub struct StateDoc;
+impl Function for StateDoc {
+    const NAME: &'static str = "sys.state_doc";
+    const DOC: &'static str = "Returns the documentation of state functions: all of them, those of a \
+        state module (`sys.state_doc file`) or one (`sys.state_doc file.managed`).\n\n\
+        CLI example: brine run '*' sys.state_doc service";
+    const PARAMS: &'static [Param] = &[];
+    const VARARGS: bool = true;
+    type Args = Filter;
+    fn call(&self, _: &Context, a: Filter) -> Result<Output, CallError> {
+        let mut docs = Map::new();
+        for m in crate::state::STATE_MODULES {
+            if a.args.is_empty() || a.args.iter().any(|w| w.as_str() == Some(m.name)) {
+                docs.insert(m.name.to_string(), Value::String(m.doc.to_string()));
+            }
+        }
+        for f in state_functions().filter(|f| selected(f.name(), &a.args)) {
+            docs.insert(f.name().to_string(), Value::String(f.doc().to_string()));
+        }
+        Ok(Output::ok(docs))
+    }
+}
+
+pub struct ListStateFunctions;
+impl Function for ListStateFunctions {
+    const NAME: &'static str = "sys.list_state_functions";
+    const DOC: &'static str = "Lists state function names, optionally only those of the given state \
+        modules.\n\nCLI example: brine run '*' sys.list_state_functions file";
+    const PARAMS: &'static [Param] = &[];
+    const VARARGS: bool = true;
+    type Args = Filter;
+    fn call(&self, _: &Context, a: Filter) -> Result<Output, CallError> {
+        Ok(Output::ok(Value::Array(
+            state_functions().filter(|f| selected(f.name(), &a.args)).map(|f| f.name().into()).collect(),
+        )))
+    }
+}
+
+pub struct ListStateModules;
+impl Function for ListStateModules {
+    const NAME: &'static str = "sys.list_state_modules";
+    const DOC: &'static str = "Lists state module names.\n\nCLI example: brine run '*' sys.list_state_modules";
+    const PARAMS: &'static [Param] = &[opt("glob")];
+    type Args = ModFilter;
+    fn call(&self, _: &Context, a: ModFilter) -> Result<Output, CallError> {
+        let prefix = a.glob.as_deref().map(|g| g.trim_end_matches('*'));
+        Ok(Output::ok(Value::Array(
+            crate::state::STATE_MODULES
+                .iter()
+                .map(|m| m.name)
+                .filter(|n| prefix.is_none_or(|p| n.starts_with(p)))
+                .map(Value::from)
+                .collect(),
+        )))
+    }
+}
+
 pub static MODULE: super::Module = super::Module {
     name: "sys",
     doc: "What this minion can do: function lists, documentation and argument specifications.",
-    functions: &[&Argspec, &Doc, &ListFunctions, &ListModules],
+    functions: &[&Argspec, &Doc, &ListFunctions, &ListModules, &ListStateFunctions, &ListStateModules, &StateDoc],
 };
 
 #[cfg(test)]
@@ -170,6 +232,27 @@ mod tests {
     fn argspec(words: &[&str]) -> serde_json::Value {
         let args = words.iter().map(|w| json!(w)).collect();
         call("sys.argspec", &Context::default(), args, Map::new()).unwrap().ret
+    }
+
+    #[test]
+    fn state_functions_are_listed_and_documented() {
+        let call = |fun: &str, args: &[&str]| {
+            crate::exec::call(fun, &Context::default(), args.iter().map(|a| json!(a)).collect(), Map::new())
+                .unwrap()
+                .ret
+        };
+        let services = call("sys.list_state_functions", &["service"]);
+        assert_eq!(services, json!(["service.dead", "service.disabled", "service.enabled", "service.running"]));
+        let all = call("sys.list_state_functions", &[]);
+        assert!(all.as_array().unwrap().len() > 30);
+        assert!(call("sys.list_state_modules", &[]).as_array().unwrap().contains(&json!("file")));
+        let docs = call("sys.state_doc", &["file.managed", "cmd"]);
+        let docs = docs.as_object().unwrap();
+        assert!(docs.contains_key("file.managed") && docs.contains_key("cmd") && docs.contains_key("cmd.run"));
+        assert!(!docs.contains_key("file.absent"));
+        for f in super::state_functions() {
+            assert!(!f.doc().trim().is_empty(), "{} has no documentation", f.name());
+        }
     }
 
     #[test]
