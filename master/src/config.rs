@@ -562,6 +562,9 @@ mod tests {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod packaged_defaults {
     use super::*;
 

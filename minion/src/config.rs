@@ -328,6 +328,9 @@ mod tests {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod packaged_defaults {
     use super::*;
 

@@ -3,25 +3,41 @@
 use serde::{Deserialize, Deserializer, Serializer};
 use std::time::Duration;
 
+/// The longest duration accepted, in seconds (about 31 700 years).
+const MAX_SECS: f64 = 1e12;
+
 /// Parses a duration as written in config files and flags: a bare number of seconds
 /// (`5`, `0.5`) or a number with a unit (`250ms`, `10s`, `5m`, `2h`, `1d`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (examples: 30, 500ms, 10s, 5m, 2h, 1d)"))?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" | "mins" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
+        return Err(format!("{s:?} is not a duration (examples: 30, 500ms, 10s, 5m, 2h, 1d)"));
+    }
+    let nanos_per_unit: u128 = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1_000_000_000,
+        "ms" => 1_000_000,
+        "m" | "min" | "mins" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
         u => return Err(format!("{s:?} has an unknown unit {u:?} (use ms, s, m, h or d)")),
     };
-    if !secs.is_finite() || secs > 1e12 {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    // Decimal arithmetic in nanoseconds, not floating point: `44974091148ms` is exactly
+    // that, and formats back the same. Digits past the 18th are below a nanosecond.
+    let frac = &frac[..frac.len().min(18)];
+    let scale = 10u128.pow(frac.len() as u32);
+    let digits = |d: &str| if d.is_empty() { Some(0) } else { d.parse::<u128>().ok() };
+    let nanos = digits(int)
+        .and_then(|i| i.checked_mul(scale))
+        .zip(digits(frac))
+        .and_then(|(i, f)| i.checked_add(f))
+        .and_then(|n| n.checked_mul(nanos_per_unit))
+        .map(|n| n / scale)
+        .filter(|&n| n <= MAX_SECS as u128 * 1_000_000_000)
+        .ok_or_else(|| format!("{s:?} is out of range"))?;
+    Ok(Duration::new((nanos / 1_000_000_000) as u64, (nanos % 1_000_000_000) as u32))
 }
 
 /// Writes a duration in the shortest exact form [`parse_duration`] reads back.
@@ -56,7 +72,13 @@ pub mod duration {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Secs(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n)),
+            Raw::Secs(n) if n.is_finite() && n >= 0.0 => {
+                // The same bound as for text; `from_secs_f64` would panic past u64 seconds.
+                if n > MAX_SECS {
+                    return Err(serde::de::Error::custom(format!("{n} is out of range")));
+                }
+                Ok(Duration::from_secs_f64(n))
+            }
             Raw::Secs(n) => Err(serde::de::Error::custom(format!("{n} is not a duration"))),
             Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
         }
@@ -78,11 +100,40 @@ mod tests {
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
         assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("1.2.3s").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("1e3").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration(&"9".repeat(40)).unwrap_err().contains("out of range"));
+        assert!(parse_duration("1000000000001").unwrap_err().contains("out of range"));
+        assert_eq!(parse_duration(".5m").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1.").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("0.1").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("1.0000000001").unwrap(), Duration::from_secs(1), "below a nanosecond");
+    }
+
+    #[test]
+    fn huge_numeric_durations_in_config_files_are_refused_not_a_panic() {
+        #[derive(Debug, Deserialize)]
+        struct T {
+            #[serde(with = "duration")]
+            #[allow(dead_code)]
+            d: Duration,
+        }
+        // A bare number of seconds beyond what a Duration holds made
+        // `Duration::from_secs_f64` panic (found writing the property tests).
+        for text in [r#"{"d": 1e30}"#, r#"{"d": 1.8446744073709552e19}"#] {
+            let err = serde_json::from_str::<T>(text).unwrap_err().to_string();
+            assert!(err.contains("out of range"), "{text}: {err}");
+        }
+        let err = serde_json::from_str::<T>(r#"{"d": -1}"#).unwrap_err().to_string();
+        assert!(err.contains("not a duration"), "{err}");
+        assert_eq!(serde_json::from_str::<T>(r#"{"d": 1.5}"#).unwrap().d, Duration::from_millis(1500));
     }
 
     #[test]
     fn durations_format_back_exactly() {
-        for s in ["250ms", "10s", "5m", "2h", "1d", "0s", "90s"] {
+        // 44974091148ms went through floating point and came back as ...147ms (found
+        // by the property tests).
+        for s in ["250ms", "10s", "5m", "2h", "1d", "0s", "90s", "44974091148ms"] {
             assert_eq!(format_duration(parse_duration(s).unwrap()), s);
         }
     }

@@ -10,6 +10,11 @@
 //! it expires. [`open`] refuses stale messages and messages from a clock too far
 //! ahead; refusing a *repeated* id is the receiver's job (see [`crate::replay`]),
 //! because only it knows what it has seen.
+//!
+//! Nothing reaches a decoder unmeasured: an envelope larger than
+//! [`MAX_ENVELOPE_BYTES`], or an envelope or body nested deeper or holding more values
+//! than [`crate::shape`] allows, is refused before decoding, and [`seal`] refuses to
+//! make such a message in the first place.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::de::DeserializeOwned;
@@ -19,9 +24,12 @@ use std::time::Duration;
 /// Envelope format version this build writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;
 
-/// Largest encoded envelope accepted from the wire. Returns can carry command output,
-/// so this is generous; anything larger is refused before decoding.
-pub const MAX_ENVELOPE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest encoded envelope accepted from the wire, and the largest [`seal`] makes.
+/// Returns can carry command output, so this is generous; anything larger is refused
+/// before decoding. It equals the `max_payload` the master gives its embedded
+/// nats-server (`MAX_PAYLOAD` in `master/src/nats.rs`): NATS would not carry a larger
+/// message anyway.
+pub const MAX_ENVELOPE_BYTES: usize = 8 * 1024 * 1024;
 
 /// How far a sender's clock may run ahead of ours before its messages are refused.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(120);
@@ -136,6 +144,14 @@ pub enum OpenError {
     /// More bytes than [`MAX_ENVELOPE_BYTES`].
     #[error("message of {size} bytes exceeds the {max}-byte limit")]
     TooLarge { size: usize, max: usize },
+    /// Arrays and maps nested deeper than [`crate::shape::MAX_DEPTH`], refused before
+    /// decoding because decoding recurses once per level.
+    #[error("message is nested more than {max} levels deep; refused before decoding")]
+    TooDeep { max: usize },
+    /// More values than [`crate::shape::MAX_VALUES`], refused before decoding because
+    /// each decoded value costs far more memory than its bytes on the wire.
+    #[error("message holds more than {max} values; refused before decoding")]
+    TooManyValues { max: usize },
     /// Not a MessagePack envelope, or a body that does not decode as its kind.
     #[error("malformed message: {0}")]
     Malformed(String),
@@ -168,8 +184,32 @@ fn fingerprint_short(key: &[u8; 32]) -> String {
 
 /// Why a message could not be sealed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot encode message: {0}")]
-pub struct SealError(#[from] rmp_serde::encode::Error);
+pub enum SealError {
+    /// The message does not encode as MessagePack.
+    #[error("cannot encode message: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// The message is too large or too deeply nested: every receiver would refuse it,
+    /// so it is refused here, where the sender can still report it.
+    #[error("cannot send message: {0}")]
+    Refused(OpenError),
+}
+
+impl From<crate::shape::ShapeError> for OpenError {
+    fn from(e: crate::shape::ShapeError) -> OpenError {
+        use crate::shape::ShapeError;
+        match e {
+            ShapeError::TooDeep { max } => OpenError::TooDeep { max },
+            ShapeError::TooManyValues { max } => OpenError::TooManyValues { max },
+            e @ (ShapeError::Truncated { .. } | ShapeError::Reserved { .. }) => OpenError::Malformed(e.to_string()),
+        }
+    }
+}
+
+/// Decodes MessagePack that passed the shape check.
+fn decode_checked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OpenError> {
+    crate::shape::check(bytes)?;
+    rmp_serde::from_slice(bytes).map_err(|e| OpenError::Malformed(e.to_string()))
+}
 
 fn signed_bytes(kind: Kind, body: &[u8]) -> Vec<u8> {
     let mut msg = Vec::with_capacity(DOMAIN.len() + 1 + body.len());
@@ -182,6 +222,7 @@ fn signed_bytes(kind: Kind, body: &[u8]) -> Vec<u8> {
 /// Encodes `msg`, signs it with `key` and returns the envelope's wire bytes.
 pub fn seal<M: Message>(msg: &M, key: &SigningKey) -> Result<Vec<u8>, SealError> {
     let body = rmp_serde::to_vec_named(msg)?;
+    crate::shape::check(&body).map_err(|e| SealError::Refused(e.into()))?;
     let sig = key.sign(&signed_bytes(M::KIND, &body));
     let env = Envelope {
         v: ENVELOPE_VERSION,
@@ -190,7 +231,11 @@ pub fn seal<M: Message>(msg: &M, key: &SigningKey) -> Result<Vec<u8>, SealError>
         body,
         sig: sig.to_bytes(),
     };
-    Ok(rmp_serde::to_vec_named(&env)?)
+    let bytes = rmp_serde::to_vec_named(&env)?;
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(SealError::Refused(OpenError::TooLarge { size: bytes.len(), max: MAX_ENVELOPE_BYTES }));
+    }
+    Ok(bytes)
 }
 
 impl Envelope {
@@ -199,7 +244,7 @@ impl Envelope {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(OpenError::TooLarge { size: bytes.len(), max: MAX_ENVELOPE_BYTES });
         }
-        let env: Envelope = rmp_serde::from_slice(bytes).map_err(|e| OpenError::Malformed(e.to_string()))?;
+        let env: Envelope = decode_checked(bytes)?;
         if env.v != ENVELOPE_VERSION {
             return Err(OpenError::Version(env.v));
         }
@@ -228,7 +273,7 @@ impl Envelope {
         if self.kind != M::KIND {
             return Err(OpenError::WrongKind { expected: M::KIND, got: self.kind });
         }
-        let msg: M = rmp_serde::from_slice(&self.body).map_err(|e| OpenError::Malformed(e.to_string()))?;
+        let msg: M = decode_checked(&self.body)?;
         check_stamp(msg.stamp(), now_ms)?;
         Ok(msg)
     }
@@ -288,6 +333,7 @@ pub fn open_self_signed<M: Message>(bytes: &[u8], now_ms: u64) -> Result<Opened<
 mod tests {
     use super::*;
     use crate::keys::generate_key;
+    use crate::Value;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Ping {
@@ -395,6 +441,109 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Envelope::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
         }
+    }
+
+    /// Wire bytes of an envelope around `body`, signed by `key` whatever `body` is.
+    fn seal_raw(kind: Kind, body: Vec<u8>, key: &SigningKey) -> Vec<u8> {
+        let sig = key.sign(&signed_bytes(kind, &body)).to_bytes();
+        let env = Envelope { v: ENVELOPE_VERSION, kind, signer: key.verifying_key().to_bytes(), body, sig };
+        rmp_serde::to_vec_named(&env).unwrap()
+    }
+
+    /// An event body whose `data` is `depth` nested one-element arrays.
+    fn deep_event_body(depth: usize) -> Vec<u8> {
+        let stamp = Stamp::random(Duration::from_secs(60));
+        let mut body =
+            rmp_serde::to_vec_named(&crate::msg::Event { stamp, tag: "t".into(), data: Value::Null }).unwrap();
+        assert_eq!(body.pop(), Some(0xc0), "data is the last field");
+        body.extend(std::iter::repeat_n(0x91, depth));
+        body.push(0xc0);
+        body
+    }
+
+    /// Runs `f` on a thread with a tokio worker's stack (2 MiB), where the master and
+    /// the minion decode messages.
+    fn on_worker_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(2 << 20).spawn(f).unwrap().join().unwrap()
+    }
+
+    #[test]
+    fn a_deeply_nested_body_is_refused_not_a_stack_overflow() {
+        // Before the shape check, rmp-serde recursed ~1000 levels into this and a debug
+        // build aborted on a 2 MiB stack. The signature is good: only the depth is wrong.
+        let key = generate_key();
+        let bytes = seal_raw(Kind::Event, deep_event_body(100_000), &key);
+        let err =
+            on_worker_stack(move || open::<crate::msg::Event>(&bytes, &key.verifying_key(), crate::time::now_ms()));
+        assert_eq!(err.unwrap_err(), OpenError::TooDeep { max: crate::shape::MAX_DEPTH });
+        let msg = OpenError::TooDeep { max: 128 }.to_string();
+        assert!(msg.contains("nested more than 128 levels"), "{msg}");
+    }
+
+    #[test]
+    fn the_deepest_allowed_body_decodes_on_a_worker_stack() {
+        let key = generate_key();
+        // The body's own map is the first level.
+        let bytes = seal_raw(Kind::Event, deep_event_body(crate::shape::MAX_DEPTH - 1), &key);
+        let event =
+            on_worker_stack(move || open::<crate::msg::Event>(&bytes, &key.verifying_key(), crate::time::now_ms()));
+        let mut data = &event.unwrap().data;
+        let mut depth = 1;
+        while let Value::Array(a) = data {
+            data = &a[0];
+            depth += 1;
+        }
+        assert_eq!(depth, crate::shape::MAX_DEPTH);
+        let key = generate_key();
+        let bytes = seal_raw(Kind::Event, deep_event_body(crate::shape::MAX_DEPTH), &key);
+        let err = open::<crate::msg::Event>(&bytes, &key.verifying_key(), crate::time::now_ms()).unwrap_err();
+        assert_eq!(err, OpenError::TooDeep { max: crate::shape::MAX_DEPTH });
+    }
+
+    #[test]
+    fn deep_nesting_in_the_envelope_itself_is_refused_before_decoding() {
+        // An unknown field would be skipped by the decoder, recursively.
+        let mut bytes = vec![0x81, 0xa1, b'x'];
+        bytes.extend(std::iter::repeat_n(0x91, 100_000));
+        bytes.push(0xc0);
+        let err = on_worker_stack(move || Envelope::decode(&bytes));
+        assert_eq!(err.unwrap_err(), OpenError::TooDeep { max: crate::shape::MAX_DEPTH });
+    }
+
+    #[test]
+    fn a_body_of_millions_of_tiny_values_is_refused() {
+        // Three million nils are 3 MB on the wire but would be ~300 MB decoded.
+        let stamp = Stamp::random(Duration::from_secs(60));
+        let mut body =
+            rmp_serde::to_vec_named(&crate::msg::Event { stamp, tag: "t".into(), data: Value::Null }).unwrap();
+        body.pop();
+        body.push(0xdd);
+        body.extend_from_slice(&3_000_000u32.to_be_bytes());
+        body.resize(body.len() + 3_000_000, 0xc0);
+        let key = generate_key();
+        let bytes = seal_raw(Kind::Event, body, &key);
+        let err = open::<crate::msg::Event>(&bytes, &key.verifying_key(), crate::time::now_ms()).unwrap_err();
+        assert_eq!(err, OpenError::TooManyValues { max: crate::shape::MAX_VALUES });
+    }
+
+    #[test]
+    fn seal_refuses_what_receivers_would_refuse() {
+        let key = generate_key();
+        let mut deep = Value::Null;
+        for _ in 0..crate::shape::MAX_DEPTH {
+            deep = Value::Array(vec![deep]);
+        }
+        let event = crate::msg::Event { stamp: Stamp::random(Duration::from_secs(60)), tag: "t".into(), data: deep };
+        let err = seal(&event, &key).unwrap_err();
+        assert!(matches!(err, SealError::Refused(OpenError::TooDeep { .. })), "{err}");
+        let big = crate::msg::Event {
+            stamp: Stamp::random(Duration::from_secs(60)),
+            tag: "t".into(),
+            data: Value::String("x".repeat(MAX_ENVELOPE_BYTES)),
+        };
+        let err = seal(&big, &key).unwrap_err();
+        assert!(matches!(err, SealError::Refused(OpenError::TooLarge { .. })), "{err}");
+        assert!(err.to_string().contains("exceeds the 8388608-byte limit"), "{err}");
     }
 
     #[test]

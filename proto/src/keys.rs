@@ -146,13 +146,15 @@ impl Fingerprint {
 
     /// Parses the colon-separated (or plain) hex form.
     pub fn parse(s: &str) -> Option<Fingerprint> {
-        let hex: String = s.chars().filter(|c| *c != ':').collect();
-        if hex.len() != 64 {
+        let hex: Vec<u8> = s.bytes().filter(|c| *c != b':').collect();
+        // Hex digits only: a sign or a multi-byte character is not part of a fingerprint.
+        if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
+        let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = digit(pair[0]) << 4 | digit(pair[1]);
         }
         Some(Fingerprint(out))
     }
@@ -239,5 +241,17 @@ mod tests {
         assert_eq!(Fingerprint::parse(&s.replace(':', "")), Some(fp));
         assert_eq!(Fingerprint::parse("zz"), None);
         assert!(s.starts_with(&fp.short()));
+    }
+
+    #[test]
+    fn fingerprints_with_non_ascii_characters_are_refused_not_a_panic() {
+        // 64 bytes, but byte 2 falls inside the first 'é': slicing the hex there
+        // panicked (found writing the property tests; `master_finger` in minion.toml
+        // reaches it).
+        let s = format!("a{}b", "é".repeat(31));
+        assert_eq!(s.len(), 64);
+        assert_eq!(Fingerprint::parse(&s), None);
+        assert_eq!(Fingerprint::parse(&"é".repeat(32)), None);
+        assert_eq!(Fingerprint::parse(&"+1".repeat(32)), None, "from_str_radix takes a sign");
     }
 }

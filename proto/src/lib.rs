@@ -9,6 +9,7 @@
 //! - [`keys`]: ed25519 key files and fingerprints.
 //! - [`target`]: target expressions and the matcher that decides who is targeted.
 //! - [`replay`]: the bookkeeping that refuses a message id seen before.
+//! - [`shape`]: the depth and size limits checked before any MessagePack is decoded.
 #![forbid(unsafe_code)]
 
 pub mod args;
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod msg;
 pub mod output;
 pub mod replay;
+pub mod shape;
 pub mod subject;
 pub mod target;
 pub mod time;

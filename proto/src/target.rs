@@ -93,11 +93,11 @@ impl Target {
         match self {
             Target::Nodegroup(_) | Target::Compound(_) => {
                 let text = self.to_compound();
-                let mut out = Vec::new();
+                let mut out = Expansion::default();
                 for tok in tokenize(&text)? {
                     expand_token(&tok.text, groups, &mut out, 0, &mut Vec::new())?;
                 }
-                Ok(Target::Compound(out.join(" ")))
+                Ok(Target::Compound(out.words.join(" ")))
             }
             other => Ok(other.clone()),
         }
@@ -125,16 +125,43 @@ impl fmt::Display for Target {
 /// Named compound expressions from the master's config.
 pub type Nodegroups = BTreeMap<String, String>;
 
+/// The words of an expanded target and their length joined by spaces, which may not
+/// pass [`MAX_TARGET_LEN`]: nodegroups that each name another twice would otherwise
+/// expand to 2^n words.
+#[derive(Default)]
+struct Expansion {
+    words: Vec<String>,
+    len: usize,
+}
+
+impl Expansion {
+    /// Adds a word of the expansion of `group` (the outermost nodegroup being
+    /// expanded, if any).
+    fn push(&mut self, word: &str, group: Option<&String>) -> Result<(), TargetError> {
+        self.len += word.len() + 1;
+        if self.len > MAX_TARGET_LEN + 1 {
+            return Err(match group {
+                Some(name) => TargetError::Nodegroup {
+                    name: name.clone(),
+                    reason: format!("it expands to more than {MAX_TARGET_LEN} bytes"),
+                },
+                None => TargetError::TooLong(self.len - 1),
+            });
+        }
+        self.words.push(word.to_string());
+        Ok(())
+    }
+}
+
 fn expand_token(
     tok: &str,
     groups: &Nodegroups,
-    out: &mut Vec<String>,
+    out: &mut Expansion,
     depth: usize,
     stack: &mut Vec<String>,
 ) -> Result<(), TargetError> {
     let Some(name) = tok.strip_prefix("N@") else {
-        out.push(tok.to_string());
-        return Ok(());
+        return out.push(tok, stack.first());
     };
     if depth > MAX_DEPTH || stack.iter().any(|s| s == name) {
         return Err(TargetError::Nodegroup { name: name.to_string(), reason: "it includes itself".into() });
@@ -143,11 +170,11 @@ fn expand_token(
         .get(name)
         .ok_or_else(|| TargetError::Nodegroup { name: name.to_string(), reason: "no such nodegroup".into() })?;
     stack.push(name.to_string());
-    out.push("(".into());
+    out.push("(", stack.first())?;
     for t in tokenize(def)? {
         expand_token(&t.text, groups, out, depth + 1, stack)?;
     }
-    out.push(")".into());
+    out.push(")", stack.first())?;
     stack.pop();
     Ok(())
 }
@@ -748,6 +775,25 @@ mod tests {
         assert!(err.to_string().contains("includes itself"), "{err}");
         let err = Target::Compound("N@nope or x".into()).expand_nodegroups(&groups).unwrap_err();
         assert!(err.to_string().contains("no such nodegroup"), "{err}");
+    }
+
+    #[test]
+    fn nodegroups_that_expand_exponentially_are_refused() {
+        // Each group names the next twice: 2^40 words if expanded blindly. Found while
+        // writing the property tests; the master expands nodegroups when it loads its
+        // config and for every `-N` request.
+        let mut groups = Nodegroups::new();
+        for i in 0..40 {
+            groups.insert(format!("g{i}"), format!("N@g{} or N@g{}", i + 1, i + 1));
+        }
+        groups.insert("g40".into(), "web*".into());
+        let started = std::time::Instant::now();
+        let err = Target::Nodegroup("g0".into()).expand_nodegroups(&groups).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(err.to_string(), format!("nodegroup \"g0\": it expands to more than {MAX_TARGET_LEN} bytes"),);
+        // A few levels are fine.
+        let t = Target::Nodegroup("g37".into()).expand_nodegroups(&groups).unwrap();
+        assert_eq!(t.to_compound().matches("web*").count(), 8);
     }
 
     #[test]
