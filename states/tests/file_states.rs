@@ -138,6 +138,8 @@ fn managed_contents_converge() {
     assert_eq!(r.changes, json!({"diff": "New file"}));
     assert_eq!((read(&p).as_str(), mode_of(&p)), ("hello\n", 0o600));
     h.converged("file.managed", &name, args.clone(), &format!("File {name} is in the correct state"));
+    // Salt words it differently in test mode.
+    assert_eq!(h.test("file.managed", &name, args.clone()).comment, format!("The file {name} is in the correct state"));
 
     // Break the contents: test mode shows Salt's diff and leaves the file alone.
     fs::write(&p, "other\n").unwrap();
@@ -310,7 +312,13 @@ fn managed_options() {
     assert_eq!(t.comment, format!("File {deep} will be updated with permissions 0600 from its current state of 0644"));
     assert_eq!(h.apply("file.managed", &deep, args.clone()).changes, json!({"mode": "0600"}));
     assert_eq!(read(&h.path("d/e/f")), "x\n");
-    h.converged("file.managed", &deep, args, &format!("File {deep} exists with proper permissions. No changes made."));
+    h.converged(
+        "file.managed",
+        &deep,
+        args.clone(),
+        &format!("File {deep} exists with proper permissions. No changes made."),
+    );
+    assert_eq!(h.test("file.managed", &deep, args).comment, format!("File {deep} not updated"));
 
     // No contents: an empty file, then existing contents are left alone.
     let empty = h.name("empty");

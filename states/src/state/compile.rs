@@ -347,6 +347,7 @@ impl Loader<'_> {
                 errors.push(e);
             }
         }
+        errors.extend(recursive_requisites(&high));
         errors.extend(check_requisites(&chunks, env));
         if errors.is_empty() {
             Ok(chunks)
@@ -772,9 +773,61 @@ fn yaml_node_of(v: &Value) -> Node {
     Node { pos: Default::default(), kind }
 }
 
+/// Salt's compile-time recursive requisite check (`verify_high`), on the high data
+/// after `extend`: two ids that `require`/`watch`/`prereq`/`onchanges` each other in
+/// the `module: id` form, each naming the other's module (or one id doing so to
+/// itself), stop the run. Salt remembers only the module and targets of the last such
+/// argument of each id, so other cycles are left to the run (`Recursive requisite
+/// found` on the state that closes them); the same bookkeeping is kept here.
+fn recursive_requisites(high: &High) -> Vec<CompileError> {
+    // id -> (module of its last requisite argument, target -> requisite key)
+    let mut reqs: HashMap<&str, (&str, HashMap<String, String>)> = HashMap::new();
+    let mut errors = Vec::new();
+    for id in &high.order {
+        let decl = &high.ids[id];
+        for d in &decl.decls {
+            for (key, node) in &d.args {
+                let Some(items) = node.as_seq() else { continue };
+                if !matches!(key.as_str(), "require" | "watch" | "prereq" | "onchanges") {
+                    continue;
+                }
+                reqs.insert(id.as_str(), (&d.module, HashMap::new()));
+                for item in items {
+                    let (req_key, req_val) = match (&item.kind, item.as_map()) {
+                        (Kind::Scalar(Value::String(s)), _) => ("id".to_string(), s.clone()),
+                        (_, Some([(k, v)])) => match &v.kind {
+                            Kind::Scalar(Value::String(s)) => (k.key_string(), s.clone()),
+                            Kind::Scalar(v) => (k.key_string(), v.to_string()),
+                            _ => continue,
+                        },
+                        _ => continue,
+                    };
+                    if let Some((_, targets)) = reqs.get_mut(id.as_str()) {
+                        targets.insert(req_val.clone(), req_key.clone());
+                    }
+                    let recursive = reqs.get(req_val.as_str()).is_some_and(|(other_module, other_targets)| {
+                        other_targets.get(id.as_str()).is_some_and(|m| *m == d.module) && *other_module == req_key
+                    });
+                    if recursive {
+                        errors.push(CompileError {
+                            file: decl.file.clone(),
+                            line: d.line,
+                            col: 0,
+                            message: format!(
+                                "A recursive requisite was found, SLS \"{}\" ID \"{id}\" ID \"{req_val}\"",
+                                decl.sls
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    errors
+}
+
 /// Compile-time requisite checks, as Salt makes them: `_in` requisites must name an
-/// existing id of that module, and two states requiring each other by `module: id`
-/// (or a state requiring itself) is a recursive requisite.
+/// existing id of that module.
 fn check_requisites(chunks: &[Chunk], env: &str) -> Vec<CompileError> {
     let mut errors = Vec::new();
     for c in chunks {
@@ -797,29 +850,6 @@ fn check_requisites(chunks: &[Chunk], env: &str) -> Vec<CompileError> {
                     errors.push(CompileError { file: c.file.clone(), line: c.line, col: 0, message });
                 }
             }
-        }
-    }
-    // Requisites written `module: id`, by id, in declaration order.
-    let mut seen: Vec<(String, String)> = Vec::new();
-    for c in chunks {
-        for (kind, t) in &c.reqs {
-            let counted = matches!(kind.base, ReqBase::Require | ReqBase::Watch | ReqBase::Prereq | ReqBase::Onchanges);
-            if t.bare || !counted || t.module == "sls" {
-                continue;
-            }
-            let back = t.pattern == c.id || seen.iter().any(|(from, to)| *from == t.pattern && *to == c.id);
-            if back {
-                errors.push(CompileError {
-                    file: c.file.clone(),
-                    line: c.line,
-                    col: 0,
-                    message: format!(
-                        "A recursive requisite was found, SLS \"{}\" ID \"{}\" ID \"{}\"",
-                        c.sls, c.id, t.pattern
-                    ),
-                });
-            }
-            seen.push((c.id.clone(), t.pattern.clone()));
         }
     }
     errors

@@ -804,9 +804,12 @@ impl Managed {
         };
         let perm_changes = self.perms.diff(meta);
         if new_contents.is_none() && perm_changes.is_empty() {
-            return Outcome::ok(match wanted {
-                Some(_) => format!("File {shown} is in the correct state"),
-                None => format!("File {shown} exists with proper permissions. No changes made."),
+            // Salt words this differently in test mode.
+            return Outcome::ok(match (wanted, apply) {
+                (Some(_), true) => format!("File {shown} is in the correct state"),
+                (Some(_), false) => format!("The file {shown} is in the correct state"),
+                (None, true) => format!("File {shown} exists with proper permissions. No changes made."),
+                (None, false) => format!("File {shown} not updated"),
             });
         }
         let mut changes = Map::new();
@@ -821,6 +824,7 @@ impl Managed {
                     text_of(mode),
                     mode_text(meta.mode())
                 ),
+                (None, None) => format!("File {shown} not updated"),
                 _ => set_to_change(path),
             };
             return Outcome::changed(comment, changes);
