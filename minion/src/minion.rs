@@ -10,7 +10,7 @@ use async_nats::jetstream;
 use brine_proto::envelope::{open, seal, Envelope, OpenError, Stamp};
 use brine_proto::keys::Fingerprint;
 use brine_proto::msg::{
-    EnrollReply, EnrollRequest, Job, KeyStatus, Presence, Return, Rpc, RpcCall, RpcReply, RpcResult,
+    EnrollReply, EnrollRequest, Event, Job, KeyStatus, Presence, Return, Rpc, RpcCall, RpcReply, RpcResult,
 };
 use brine_proto::target::Facts;
 use brine_proto::{Jid, Map, TargetMatcher, Value};
@@ -189,6 +189,24 @@ impl Host for MinionHost {
         let sh = &self.0;
         sh.runtime.block_on(fetch_pillar(sh))
     }
+
+    fn fire_event(&self, tag: &str, data: Value) -> Result<(), String> {
+        let sh = &self.0;
+        sh.runtime.block_on(emit_event(sh, tag, data))
+    }
+}
+
+/// Publishes an event signed by this minion on `P.event.<minion>.<tag…>` (the only
+/// event subjects its NATS user may publish to).
+async fn emit_event(sh: &Shared, tag: &str, data: Value) -> Result<(), String> {
+    if tag.is_empty() || tag.split('/').any(str::is_empty) {
+        return Err(format!("{tag:?} is not an event tag (slash-separated words, e.g. myapp/deploy/done)"));
+    }
+    let client = sh.client()?;
+    let event = Event { stamp: Stamp::random(Duration::from_secs(3600)), tag: tag.to_string(), data };
+    let bytes = seal(&event, &sh.key).map_err(|e| e.to_string())?;
+    client.publish(sh.cfg.subjects.event(sh.cfg.id.as_str(), tag), bytes.into()).await.map_err(|e| e.to_string())?;
+    client.flush().await.map_err(|e| e.to_string())
 }
 
 /// Sends a signed request to the master and returns its verified answer.

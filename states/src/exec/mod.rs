@@ -115,6 +115,12 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn refresh_pillar(&self) -> Result<Map, String> {
         Err("this minion has no master to render its pillar".into())
     }
+    /// Publishes an event signed by this minion on the bus, under its own tag space
+    /// (`P.event.<minion>.<tag…>`); `tag` is slash-separated, as Salt writes tags.
+    fn fire_event(&self, tag: &str, data: Value) -> Result<(), String> {
+        let _ = (tag, data);
+        Err("this minion has no master to send events to".into())
+    }
 }
 
 /// A flag a running job polls to learn it was killed.
