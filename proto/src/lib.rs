@@ -8,12 +8,14 @@
 //! - [`jid`]: job ids, 20-digit timestamps that strictly increase.
 //! - [`keys`]: ed25519 key files and fingerprints.
 //! - [`target`]: target expressions and the matcher that decides who is targeted.
+//! - [`schedule`], [`cron`]: when schedule entries run (shared by minion and master).
 //! - [`replay`]: the bookkeeping that refuses a message id seen before.
 //! - [`shape`]: the depth and size limits checked before any MessagePack is decoded.
 #![forbid(unsafe_code)]
 
 pub mod args;
 pub mod config;
+pub mod cron;
 pub mod envelope;
 pub mod id;
 pub mod jid;
@@ -21,6 +23,7 @@ pub mod keys;
 pub mod msg;
 pub mod output;
 pub mod replay;
+pub mod schedule;
 pub mod shape;
 pub mod subject;
 pub mod target;
