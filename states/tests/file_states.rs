@@ -67,7 +67,13 @@ impl Host {
 
     fn call(&self, fun: &str, name: &str, args: Value, test: bool) -> Ran {
         let f = lookup(fun).unwrap_or_else(|| panic!("{fun} is not registered"));
-        let ctx = StateContext { exec: &self.exec, files: self.roots.as_ref(), pillar: &self.pillar, saltenv: "base" };
+        let ctx = StateContext {
+            exec: &self.exec,
+            files: self.roots.as_ref(),
+            pillar: &self.pillar,
+            saltenv: "base",
+            orchestrator: None,
+        };
         let args = args.as_object().cloned().unwrap_or_default();
         let o = f.call(&ctx, name, &args, !test);
         // As the engine does: in test mode, what would change is `None`.

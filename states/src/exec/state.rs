@@ -143,7 +143,10 @@ fn execute(ctx: &Context, chunks: Vec<Chunk>, pillar: &Arc<Map>, env: &str, test
     let files_ref: &dyn crate::files::FileSource = files.as_deref().unwrap_or(null.as_ref());
     let mut exec = ctx.clone();
     exec.pillar = pillar.clone();
-    let run = StateRun { ctx: StateContext { exec: &exec, files: files_ref, pillar, saltenv: env }, test };
+    let run = StateRun {
+        ctx: StateContext { exec: &exec, files: files_ref, pillar, saltenv: env, orchestrator: None },
+        test,
+    };
     match run_chunks(chunks, &run) {
         Err(list) => errors(list),
         Ok(results) => {
@@ -370,6 +373,7 @@ impl Function for Single {
             onlyif: Vec::new(),
             unless: Vec::new(),
             creates: Vec::new(),
+            retry: None,
             file: String::new(),
             line: 0,
         };

@@ -153,9 +153,68 @@ pub struct Chunk {
     pub onlyif: Vec<Value>,
     pub unless: Vec<Value>,
     pub creates: Vec<String>,
+    /// Salt's `retry`: run again until the result is the one wanted.
+    pub retry: Option<Retry>,
     /// Where it was declared.
     pub file: String,
     pub line: usize,
+}
+
+/// Salt's `retry` argument: run a state again, up to `attempts` runs in all, while
+/// its result is not `until`, waiting `interval` seconds (plus up to `splay`) between
+/// runs. `retry: True` is 2 attempts, 30 seconds apart, until True.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub until: bool,
+    pub interval: f64,
+    pub splay: f64,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry { attempts: 2, until: true, interval: 30.0, splay: 0.0 }
+    }
+}
+
+impl Retry {
+    /// Reads `retry: True|False|{attempts, until, interval, splay}`.
+    pub fn parse(v: &Value) -> Result<Retry, String> {
+        let seconds = |key: &str, v: &Value| match v.as_f64() {
+            Some(s) if (0.0..=86_400.0).contains(&s) => Ok(s),
+            _ => Err(format!("retry: {key} must be a number of seconds from 0 to 86400, not {v}")),
+        };
+        match v {
+            Value::Bool(true) => Ok(Retry::default()),
+            Value::Bool(false) => Ok(Retry { attempts: 0, ..Retry::default() }),
+            Value::Object(m) => {
+                let mut r = Retry::default();
+                for (k, v) in m {
+                    match k.as_str() {
+                        "attempts" => {
+                            r.attempts =
+                                v.as_u64().filter(|n| *n <= 10_000).ok_or_else(|| {
+                                    format!("retry: attempts must be a whole number up to 10000, not {v}")
+                                })? as u32
+                        }
+                        "until" => {
+                            r.until =
+                                v.as_bool().ok_or_else(|| format!("retry: until must be True or False, not {v}"))?
+                        }
+                        "interval" => r.interval = seconds("interval", v)?,
+                        "splay" => r.splay = seconds("splay", v)?,
+                        other => {
+                            return Err(format!("retry: unknown key {other:?} (use attempts, until, interval, splay)"))
+                        }
+                    }
+                }
+                Ok(r)
+            }
+            other => {
+                Err(format!("retry must be True, False or a map of attempts, until, interval, splay; not {other}"))
+            }
+        }
+    }
 }
 
 impl Chunk {
@@ -660,6 +719,7 @@ fn chunks_of(id: &str, decl: &IdDecl, env: &str, out: &mut Vec<Chunk>) -> Result
         let mut name = id.to_string();
         let (mut order, mut failhard) = (None, false);
         let (mut onlyif, mut unless, mut creates) = (Vec::new(), Vec::new(), Vec::new());
+        let mut retry = None;
         for (k, v) in &d.args {
             if let Some((kind, inverted)) = ReqKind::parse(k) {
                 let parsed = parse_reqs(&decl.file, kind, v).map_err(|e| CompileError {
@@ -698,6 +758,12 @@ fn chunks_of(id: &str, decl: &IdDecl, env: &str, out: &mut Vec<Chunk>) -> Result
                 }
                 "order" => order = Some(value),
                 "failhard" => failhard = value.as_bool().unwrap_or(false),
+                "retry" => {
+                    retry =
+                        Some(Retry::parse(&value).map_err(|m| {
+                            err(&decl.file, Some(v), format!("State '{id}' in SLS '{}': {m}", decl.sls))
+                        })?)
+                }
                 "onlyif" => onlyif = as_list(value),
                 "unless" => unless = as_list(value),
                 "creates" => {
@@ -726,6 +792,7 @@ fn chunks_of(id: &str, decl: &IdDecl, env: &str, out: &mut Vec<Chunk>) -> Result
             onlyif,
             unless,
             creates,
+            retry,
             file: decl.file.clone(),
             line: d.line,
         };

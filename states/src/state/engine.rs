@@ -9,7 +9,7 @@
 //! all, a changed `watch` target adds the module's watch action, and `prereq` runs it
 //! only if its target is about to change. `listen` watch actions run at the end.
 
-use super::compile::{Chunk, ReqBase, ReqKind, ReqTarget};
+use super::compile::{Chunk, ReqBase, ReqKind, ReqTarget, Retry};
 use super::{lookup, Outcome, StateContext};
 use brine_proto::{Map, Value};
 use std::collections::HashSet;
@@ -461,7 +461,7 @@ impl Runner<'_, '_> {
                 return self.after(i);
             }
             let holder_failed = self.run_now(i, watch);
-            if holder_failed {
+            if holder_failed && !self.stop {
                 for (j, (_, _, comment)) in predictions {
                     if self.results[j].is_none() {
                         self.skip(j, None, comment);
@@ -475,6 +475,11 @@ impl Runner<'_, '_> {
 
     /// Runs chunk `i` (conditions, function, watch action); whether it failed.
     fn run_now(&mut self, i: usize, watch: bool) -> bool {
+        // An orchestration holds here while paused; aborted, nothing more runs.
+        if self.run.ctx.orchestrator.is_some_and(|o| !o.proceed()) {
+            self.stop = true;
+            return false;
+        }
         let t0 = Instant::now();
         let start = now_hms();
         if let Some(skip) = self.conditions(i) {
@@ -490,9 +495,74 @@ impl Runner<'_, '_> {
             run_num = self.take_run_num();
             (result, changes, comment) = self.call(i, Some(&reqs), test);
         }
+        if let Some(retry) = self.chunks[i].retry.clone() {
+            (result, changes, comment) = self.retry(i, &retry, (result, changes, comment), test);
+        }
         self.record(i, (result, changes, comment), start, t0, run_num);
         self.after(i);
         result == Some(false)
+    }
+
+    /// Salt's `retry`: runs the function again while its result is not the one wanted,
+    /// each attempt's result and comment kept in the final comment. In test mode it
+    /// only says what would happen.
+    fn retry(&self, i: usize, retry: &Retry, first: Called, test: bool) -> Called {
+        let python = |r: Option<bool>| match r {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "None",
+        };
+        if test {
+            let (result, changes, comment) = first;
+            let comment = format!(
+                "{comment}  The state would be retried every {} seconds (with a splay of up to {} seconds) a maximum \
+                 of {} times or until a result of {} is returned",
+                retry.interval,
+                retry.splay,
+                retry.attempts,
+                python(Some(retry.until))
+            );
+            return (result, changes, comment);
+        }
+        let mut current = first;
+        let mut lines = Vec::new();
+        let mut attempt = 1;
+        while attempt < retry.attempts && current.0 != Some(retry.until) {
+            if !self.wait(retry.interval + splay(retry.splay)) {
+                break;
+            }
+            lines.push(format!(
+                "Attempt {attempt}: Returned a result of \"{}\", with the following comment: \"{}\"",
+                python(current.0),
+                current.2
+            ));
+            attempt += 1;
+            current = self.call(i, None, false);
+        }
+        if lines.is_empty() {
+            return current;
+        }
+        let (result, changes, last) = current;
+        lines.push(last);
+        (result, changes, lines.join("\n"))
+    }
+
+    /// Sleeps `seconds` between retries; `false` if the run was stopped meanwhile (a
+    /// killed job, an aborted orchestration).
+    fn wait(&self, seconds: f64) -> bool {
+        let until = Instant::now() + std::time::Duration::from_secs_f64(seconds.max(0.0));
+        loop {
+            let stopped =
+                self.run.ctx.exec.cancel.is_cancelled() || self.run.ctx.orchestrator.is_some_and(|o| o.aborted());
+            if stopped {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
+        }
     }
 
     fn after(&mut self, i: usize) {
@@ -501,6 +571,15 @@ impl Runner<'_, '_> {
             self.stop = true;
         }
     }
+}
+
+/// Up to `max` seconds of splay: whole seconds, as Salt draws them.
+fn splay(max: f64) -> f64 {
+    if max < 1.0 {
+        return 0.0;
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % (max as u32 + 1))
 }
 
 /// Orders and runs chunks.

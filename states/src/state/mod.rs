@@ -10,6 +10,7 @@
 pub mod compile;
 pub mod engine;
 mod modules;
+pub mod orchestrator;
 pub mod output;
 
 use crate::exec::Context;
@@ -23,12 +24,14 @@ pub use engine::{run_chunks, StateRun};
 
 /// Every state module, alphabetical by name (one line per module).
 pub static STATE_MODULES: &[&StateModule] = &[
+    &modules::brine::MODULE,
     &modules::cmd::MODULE,
     &modules::cron::MODULE,
     &modules::file::MODULE,
     &modules::group::MODULE,
     &modules::host::MODULE,
     &modules::pkg::MODULE,
+    &modules::brine::SALT,
     &modules::service::MODULE,
     &modules::sysctl::MODULE,
     &modules::test::MODULE,
@@ -57,6 +60,9 @@ pub struct StateContext<'a> {
     pub files: &'a dyn FileSource,
     pub pillar: &'a Arc<Map>,
     pub saltenv: &'a str,
+    /// The master running an orchestration (for the `brine.*` states); `None` on a
+    /// minion.
+    pub orchestrator: Option<&'a dyn orchestrator::Orchestrator>,
 }
 
 /// What a state function found or did.

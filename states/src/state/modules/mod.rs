@@ -1,5 +1,6 @@
 //! The state modules, one file each.
 
+pub mod brine;
 mod calls;
 pub mod cmd;
 pub mod cron;
