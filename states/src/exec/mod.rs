@@ -6,6 +6,8 @@
 //! functions, and [`MODULES`] lists the modules: one line per module, alphabetical.
 //! A test checks order, uniqueness and documentation.
 
+pub mod audit;
+mod beacons;
 mod cmd;
 mod cp;
 pub(crate) mod cron;
@@ -35,6 +37,8 @@ use std::sync::Arc;
 
 /// Every execution module, alphabetical by name.
 pub static MODULES: &[&Module] = &[
+    &audit::MODULE,
+    &beacons::MODULE,
     &cmd::MODULE,
     &cp::MODULE,
     &cron::MODULE,
@@ -121,7 +125,38 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         let _ = (tag, data);
         Err("this minion has no master to send events to".into())
     }
+    /// This minion's beacons as they run now: beacon name → options (Salt's `beacons`
+    /// dict), with `enabled: false` at the top when every beacon is disabled.
+    fn beacons(&self) -> Result<Map, String> {
+        Err(NO_BEACONS.into())
+    }
+    /// Whether `data` is a valid configuration for a beacon called `name`; why not.
+    fn validate_beacon(&self, name: &str, data: &Map) -> Result<(), String> {
+        let _ = (name, data);
+        Err(NO_BEACONS.into())
+    }
+    /// Replaces the beacons: applied at once and kept in the minion's data dir, so
+    /// they survive a restart.
+    fn set_beacons(&self, beacons: Map) -> Result<(), String> {
+        let _ = beacons;
+        Err(NO_BEACONS.into())
+    }
+    /// Forgets the run-time changes: back to the beacons of the config file.
+    fn reset_beacons(&self) -> Result<(), String> {
+        Err(NO_BEACONS.into())
+    }
+    /// Writes the beacons to the minion's data dir now; returns the file written.
+    fn save_beacons(&self) -> Result<String, String> {
+        Err(NO_BEACONS.into())
+    }
+    /// The beacon modules this minion can run, alphabetical.
+    fn beacon_modules(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
+
+/// Why beacon functions fail outside a running minion.
+pub const NO_BEACONS: &str = "beacons need a running minion (brine-minion, not brine-call)";
 
 /// A flag a running job polls to learn it was killed.
 #[derive(Debug, Clone, Default)]
