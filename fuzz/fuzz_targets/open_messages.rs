@@ -72,11 +72,11 @@ fn check_signing_matches_seal() {
     same(Job { stamp: stamp(), jid, target: target(), fun, arg, kwarg, user: String::new(), queued: false });
     let ret = brine_proto::Value::Null;
     let fun = String::new();
-    same(Return { stamp: stamp(), jid, id: id(), fun, ret, retcode: 0, success: true, started_at: 0, duration_ms: 0 });
+    same(Return { stamp: stamp(), jid, id: id(), fun, ret, retcode: 0, success: true, started_at: 0, duration_ms: 0, schedule: None });
     same(Ctl { stamp: stamp(), op: CtlOp::KeyList });
     let result = CtlResult::Minions(Vec::new());
     same(CtlReply { stamp: stamp(), request: "r".into(), result });
-    same(Event { stamp: stamp(), tag: "t".into(), data: brine_proto::Value::Null });
+    same(Event::new(stamp(), "t", brine_proto::Value::Null));
     same(Presence { stamp: stamp(), id: id(), version: String::new(), started_at: 0, running: Vec::new() });
     let call = RpcCall::PutGrains { grains: brine_proto::Map::new() };
     same(Rpc { stamp: stamp(), id: id(), call });

@@ -149,6 +149,15 @@ impl Rights<'_> {
             Rights::Named(o) => o.jobs,
         }
     }
+
+    /// May put events on the bus (`brine event send`): an ACL entry of the operator
+    /// allows the function `event.send`, like Salt's `publisher_acl` for runners.
+    pub fn send_events(&self) -> bool {
+        match self {
+            Rights::Admin => true,
+            Rights::Named(o) => o.acl.iter().any(|e| e.allows("event.send")),
+        }
+    }
 }
 
 /// `a, b, c and 7 more`: the first few of a list, for a message.

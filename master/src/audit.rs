@@ -125,7 +125,9 @@ impl Entry {
             }
             CtlOp::Resolve { target } | CtlOp::Inventory { target, .. } => entry.target = Some(target.to_string()),
             CtlOp::JobShow { jid } => entry.jid = Some(*jid),
-            CtlOp::KeyList | CtlOp::JobList(_) | CtlOp::JobActive | CtlOp::MinionList => {}
+            CtlOp::EventSend { tag, .. } => entry.target = Some(tag.clone()),
+            CtlOp::KeyList | CtlOp::JobList(_) | CtlOp::JobActive | CtlOp::MinionList | CtlOp::ReactorHistory { .. } => {
+            }
         }
         entry
     }

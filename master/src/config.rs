@@ -75,6 +75,9 @@ pub struct RawConfig {
 
 /// An `[operators.NAME]` table.
 #[derive(Debug, Deserialize)]
+    /// The reactor: tag globs and their reaction files (see [`crate::reactor`]).
+    #[serde(default)]
+    pub reactor: crate::reactor::RawReactor,
 #[serde(deny_unknown_fields)]
 pub struct RawOperator {
     /// The operator's public key: an SPKI PEM file (`openssl pkey -pubout` of an
@@ -232,6 +235,8 @@ pub struct MasterConfig {
 /// How the master reaches NATS.
 #[derive(Debug, Clone)]
 pub enum NatsMode {
+    /// The reactor's rules and limits.
+    pub reactor: crate::reactor::ReactorConfig,
     /// The master runs and supervises its own `nats-server`; with `tls`, it serves TLS
     /// with certificates from the master's CA covering these extra names.
     Embedded { listen: SocketAddr, server_bin: PathBuf, tls: Option<Vec<String>> },
@@ -384,6 +389,8 @@ impl MasterConfig {
         self.data_dir.join("audit.log")
     }
 
+        let reactor =
+            crate::reactor::ReactorConfig::from_raw(raw.reactor, base).map_err(|(key, m)| invalid(&key, m))?;
     /// The sled database.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("db")
@@ -399,6 +406,7 @@ impl MasterConfig {
         self.data_dir.join("tls")
     }
 
+            reactor,
     /// The CA local clients trust for the master's NATS, if it serves TLS.
     pub fn tls_ca_path(&self) -> Option<PathBuf> {
         match &self.nats {

@@ -89,7 +89,7 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
             Ok(job) => {
                 // Recorded before anything runs: no job without its audit line.
                 shared.audit.record(&entry.accepted(Some(job.job.jid), Some(job.minions.len())));
-                publish_job(shared, operator, &reply, &request, job).await;
+                publish_job(shared, operator, Some(&reply), &request, job).await;
             }
             Err((e, minions)) => {
                 if e.kind == CtlErrorKind::Denied {
@@ -151,7 +151,22 @@ fn permitted(shared: &Shared, operator: &str, rights: Rights<'_>, op: &CtlOp) ->
         {
             Ok(())
         }
-        CtlOp::JobShow { .. } | CtlOp::JobList(_) | CtlOp::JobActive | CtlOp::MinionList | CtlOp::Inventory { .. }
+        CtlOp::EventSend { .. } if !rights.send_events() => Err(denied(format!(
+            "operator {operator} may not send events (no entry of operators.{operator}.acl in the master's config \
+             allows event.send)"
+        ))),
+        CtlOp::EventSend { tag, .. } if tag.starts_with("brine/") && !matches!(rights, Rights::Admin) => {
+            Err(denied(format!(
+                "operator {operator} may not send {tag}: tags under brine/ are the master's own (only the admin may \
+                 send them, to try reactions)"
+            )))
+        }
+        CtlOp::JobShow { .. }
+        | CtlOp::JobList(_)
+        | CtlOp::JobActive
+        | CtlOp::MinionList
+        | CtlOp::Inventory { .. }
+        | CtlOp::ReactorHistory { .. }
             if !rights.jobs() =>
         {
             Err(denied(format!(
@@ -219,6 +234,21 @@ async fn serve_op(shared: &Shared, operator: &str, rights: Rights<'_>, op: CtlOp
             Err(e) => CtlResult::Error(e),
         },
         CtlOp::MinionList => minion_list(shared),
+        CtlOp::EventSend { tag, data } => match crate::events::valid_tag(&tag) {
+            Ok(()) => {
+                let mut data = data;
+                if let Value::Object(m) = &mut data {
+                    m.insert("__operator__".into(), operator.into());
+                }
+                shared.emit(&tag, data).await;
+                CtlResult::EventSent { tag }
+            }
+            Err(e) => error(CtlErrorKind::BadRequest, e),
+        },
+        CtlOp::ReactorHistory { limit } => match crate::reactor::history(shared, limit.clamp(1, 100_000)) {
+            Ok(records) => CtlResult::Reactions(records),
+            Err(e) => error(CtlErrorKind::Internal, e.to_string()),
+        },
         CtlOp::Inventory { target, grains } => match resolve(shared, &target) {
             Ok((_, minions)) => CtlResult::Inventory(
                 minions
@@ -538,8 +568,34 @@ fn error_of(kind: CtlErrorKind, message: impl Into<String>) -> CtlError {
     CtlError { kind, message: message.into() }
 }
 
-/// Answers the operator, then publishes the job to each minion (and its queue).
-async fn publish_job(shared: &Shared, operator: &str, reply: &str, request: &str, prepared: PreparedJob) {
+/// Starts a job on the master's own behalf (the reactor, as user `reactor`; an
+/// orchestration): the same checks, job cache record, audit line, events and publish
+/// as an admin's `brine run`, with nobody to answer. `depth` is the reaction depth
+/// its events carry (0 outside reactions).
+pub async fn start_job(shared: &Shared, user: &str, run: RunRequest, depth: u32) -> Result<RunStarted, CtlError> {
+    let entry = audit::Entry::new(user, None, &CtlOp::Run(run.clone()));
+    match prepare_job(shared, user, Rights::Admin, run) {
+        Ok(job) => {
+            shared.audit.record(&entry.accepted(Some(job.job.jid), Some(job.minions.len())));
+            if depth > 0 {
+                shared.events.set_job_depth(job.job.jid, depth);
+            }
+            let started = job.started.clone();
+            publish_job(shared, user, None, "", job).await;
+            Ok(started)
+        }
+        Err((e, minions)) => {
+            let mut entry = entry.failed(&e);
+            entry.minions = minions;
+            shared.audit.record(&entry);
+            Err(e)
+        }
+    }
+}
+
+/// Answers the operator (if anyone asked), then publishes the job to each minion
+/// (and its queue).
+async fn publish_job(shared: &Shared, operator: &str, reply: Option<&str>, request: &str, prepared: PreparedJob) {
     let PreparedJob { job, bytes, minions, started, stream_to } = prepared;
     let jid = job.jid;
     shared.active.lock().unwrap_or_else(|e| e.into_inner()).insert(
@@ -553,7 +609,9 @@ async fn publish_job(shared: &Shared, operator: &str, reply: &str, request: &str
     );
     // Answer first: the operator's returns stream follows on the same connection, so
     // it can never overtake this reply.
-    answer(shared, reply, request, CtlResult::RunStarted(started)).await;
+    if let Some(reply) = reply {
+        answer(shared, reply, request, CtlResult::RunStarted(started)).await;
+    }
     for minion in &minions {
         if let Err(e) = shared.client.publish(shared.cfg.subjects.job(minion, jid), bytes.clone()).await {
             tracing::error!(%jid, minion = %minion, error = %e, "cannot publish job");
@@ -570,12 +628,18 @@ async fn publish_job(shared: &Shared, operator: &str, reply: &str, request: &str
     Stats::bump(&shared.stats.jobs_published);
     // The arguments stay out of the log: they may hold secrets.
     tracing::info!(%jid, operator, fun = %job.fun, target = %job.target, minions = minions.len(), "published job");
-    shared
-        .emit(
-            &format!("brine/job/{jid}/new"),
-            json!({"jid": jid, "fun": job.fun, "tgt": job.target.to_string(), "minions": minions, "user": operator}),
-        )
-        .await;
+    // Salt's `new` event; the arguments are masked like in the audit log, as every
+    // operator may read the bus.
+    let (tgt, tgt_type) = crate::events::salt_target(&job.target);
+    let arg: Vec<Value> = job.arg.iter().map(audit::mask_in_maps).collect();
+    let mut data = json!({
+        "jid": jid, "fun": job.fun, "arg": arg, "tgt": tgt, "tgt_type": tgt_type, "minions": minions,
+        "user": operator,
+    });
+    if !job.kwarg.is_empty() {
+        data["kwarg"] = Value::Object(audit::mask_map(&job.kwarg));
+    }
+    shared.emit_for_job(jid, &format!("brine/job/{jid}/new"), data).await;
 }
 
 #[cfg(test)]

@@ -84,6 +84,20 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
             )
             .await;
     }
+    // Salt's auth event, for every enrollment attempt (a minion knocking while its
+    // key waits, too).
+    let act = match enrolled.status {
+        KeyStatus::Pending => "pend",
+        KeyStatus::Accepted => "accept",
+        KeyStatus::Rejected => "reject",
+        KeyStatus::Denied => "denied",
+    };
+    shared
+        .emit(
+            "brine/auth",
+            json!({"act": act, "id": req.id, "fingerprint": fp, "result": enrolled.status == KeyStatus::Accepted}),
+        )
+        .await;
     let answer = EnrollReply {
         stamp: Stamp::random(Duration::from_secs(60)),
         request: req.stamp.id.clone(),

@@ -177,6 +177,14 @@ async fn process(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) {
             Stats::bump(&shared.stats.returns_duplicate);
         }
     }
+    for r in &new_returns {
+        // Salt's return event; `return` can be big, but a return that fit in its own
+        // envelope fits in the event's.
+        let data = serde_json::json!({
+            "jid": r.jid, "id": r.id, "fun": r.fun, "retcode": r.retcode, "success": r.success, "return": r.ret,
+        });
+        shared.emit_for_job(r.jid, &format!("brine/job/{}/ret/{}", r.jid, r.id), data).await;
+    }
     forward(shared, new_returns).await;
 }
 

@@ -6,6 +6,8 @@
 //! - [`keys`]: the key registry (pending / accepted / rejected / denied).
 //! - [`nats`]: the embedded, supervised `nats-server`.
 //! - [`enroll`], [`ctl`], [`ingest`], [`presence`], [`rpc`]: the services.
+//! - [`events`]: the event bus as the master verifies and fans it out; [`reactor`]:
+//!   events to jobs.
 //! - [`grains`]: the cache of minions' grains.
 //! - [`store`]: the job cache.
 //! - [`cli`]: the `brine` command.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod ctl;
 pub mod enroll;
 pub mod fileserver;
+pub mod events;
 pub mod grains;
 pub mod ingest;
 pub mod keys;
@@ -27,6 +30,7 @@ pub mod presence;
 pub mod queue;
 pub mod rpc;
 pub mod stats;
+pub mod reactor;
 pub mod store;
 pub mod tls;
 

@@ -68,14 +68,47 @@ pub struct Shared {
     /// The CA of the NATS server's TLS certificate, sent to enrolling minions.
     pub tls_ca: Option<Vec<u8>>,
     pub stats: Stats,
+    /// Verified events for in-process subscribers; see [`Shared::subscribe`].
+    pub events: crate::events::EventBus,
     pub(crate) active: Mutex<HashMap<Jid, ActiveJob>>,
     pub(crate) ctl_replay: Mutex<brine_proto::replay::ReplayWindow>,
 }
 
 impl Shared {
+    /// Every event on the bus from now on — the master's own and the minions' —
+    /// after the master verified it (signature by the source's key, stamp, replay,
+    /// tag space; see [`crate::events`]). For the reactor and for anything on the
+    /// master that waits for an event (an orchestration's `wait_for_event`):
+    ///
+    /// ```ignore
+    /// let mut events = shared.subscribe();
+    /// while let Ok(ev) = events.recv().await {
+    ///     if ev.tag == "myapp/deploy/done" { break; }
+    /// }
+    /// ```
+    ///
+    /// A receiver that falls more than a few thousand events behind gets
+    /// `RecvError::Lagged(n)` once and then continues with newer events.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::events::BusEvent>> {
+        self.events.subscribe()
+    }
+
     /// Publishes an event signed by the master on `P.event.master.<tag>`.
     pub async fn emit(&self, tag: &str, data: Value) {
-        let event = Event { stamp: Stamp::random(Duration::from_secs(3600)), tag: tag.to_string(), data };
+        self.emit_at_depth(tag, data, 0).await
+    }
+
+    /// Publishes an event of job `jid` (`brine/job/<jid>/…`), carrying the reaction
+    /// depth of the job if a reaction started it.
+    pub async fn emit_for_job(&self, jid: Jid, tag: &str, data: Value) {
+        self.emit_at_depth(tag, data, self.events.job_depth(jid)).await
+    }
+
+    /// Publishes an event signed by the master, caused by a reaction chain `depth`
+    /// deep (0: not caused by a reaction).
+    pub async fn emit_at_depth(&self, tag: &str, data: Value, depth: u32) {
+        let mut event = Event::new(Stamp::random(Duration::from_secs(600)), tag, data);
+        event.depth = depth;
         match seal(&event, &self.key) {
             Ok(bytes) => {
                 let subject = self.cfg.subjects.event("master", tag);
@@ -277,12 +310,16 @@ impl Master {
             queue,
             tls_ca,
             stats: Stats::default(),
+            events: crate::events::EventBus::default(),
             active: Mutex::new(HashMap::new()),
             ctl_replay: Mutex::new(brine_proto::replay::ReplayWindow::new()),
         });
 
         let ingest = crate::ingest::Ingest::setup(&shared).await?;
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::events::serve(shared.clone()).await?));
+        tasks.push(tokio::spawn(crate::reactor::serve(shared.clone())));
+        tasks.push(tokio::spawn(crate::presence::watch_changes(shared.clone())));
         tasks.push(tokio::spawn(ingest.run(shared.clone())));
         tasks.push(tokio::spawn(crate::enroll::serve(shared.clone()).await?));
         tasks.push(tokio::spawn(crate::ctl::serve(shared.clone()).await?));

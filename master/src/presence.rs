@@ -88,3 +88,29 @@ pub async fn serve(
         }
     })
 }
+
+/// Emits Salt's `brine/presence/change` (`{new: [...], lost: [...]}`) whenever the set
+/// of minions with a recent heartbeat changes, checking every few seconds. The first
+/// check after the master starts lists every minion already up as new.
+pub async fn watch_changes(shared: std::sync::Arc<crate::master::Shared>) {
+    use std::collections::BTreeSet;
+    let every = (shared.cfg.presence_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
+    let mut up: BTreeSet<MinionId> = BTreeSet::new();
+    loop {
+        tick.tick().await;
+        let now: BTreeSet<MinionId> = shared
+            .presence
+            .all()
+            .into_iter()
+            .filter(|(_, s)| s.at.elapsed() <= shared.cfg.presence_timeout)
+            .map(|(id, _)| id)
+            .collect();
+        let new: Vec<&MinionId> = now.difference(&up).collect();
+        let lost: Vec<&MinionId> = up.difference(&now).collect();
+        if !new.is_empty() || !lost.is_empty() {
+            shared.emit("brine/presence/change", serde_json::json!({"new": new, "lost": lost})).await;
+        }
+        up = now;
+    }
+}

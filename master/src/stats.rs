@@ -44,6 +44,15 @@ counters! {
     jobs_published: "Jobs published (one per job, not per minion).",
     rpc_requests: "Minion requests answered (grains, ...).",
     rpc_refused: "Minion requests dropped (unknown minion, bad signature, mismatched subject).",
+    events_received: "Verified events handed to the bus's subscribers.",
+    events_refused: "Events dropped, for any reason (the sum of the events_* drop counters).",
+    events_malformed: "Events that did not decode, or whose subject did not spell their tag.",
+    events_bad_signature: "Events not signed by their source's key (forged), or from a source without an accepted key.",
+    events_stale: "Events refused for their stamp (expired, from the future) or replayed.",
+    events_foreign_tag: "Events outside their source's tag space (a minion using another's or the master's tags).",
+    reactions_run: "Reactions carried out (one per entry of a rendered reaction file).",
+    reactions_failed: "Reactions that failed (render error, refused job, unknown function).",
+    reactions_loop_stopped: "Events not reacted to because their reaction chain reached reactor.max_depth.",
 }
 
 impl Stats {

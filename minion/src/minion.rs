@@ -192,18 +192,26 @@ impl Host for MinionHost {
 
     fn fire_event(&self, tag: &str, data: Value) -> Result<(), String> {
         let sh = &self.0;
-        sh.runtime.block_on(emit_event(sh, tag, data))
+        sh.runtime.block_on(emit_event(sh, tag, data, None))
+    }
+
+    fn fire_job_event(&self, tag: &str, data: Value, jid: Option<&str>) -> Result<(), String> {
+        let sh = &self.0;
+        let jid = jid.and_then(|j| j.parse::<Jid>().ok());
+        sh.runtime.block_on(emit_event(sh, tag, data, jid))
     }
 }
 
 /// Publishes an event signed by this minion on `P.event.<minion>.<tag…>` (the only
-/// event subjects its NATS user may publish to).
-async fn emit_event(sh: &Shared, tag: &str, data: Value) -> Result<(), String> {
+/// event subjects its NATS user may publish to); `jid` is the job firing it, if any
+/// (the master's reactor follows its reactions' consequences through it).
+async fn emit_event(sh: &Shared, tag: &str, data: Value, jid: Option<Jid>) -> Result<(), String> {
     if tag.is_empty() || tag.split('/').any(str::is_empty) {
         return Err(format!("{tag:?} is not an event tag (slash-separated words, e.g. myapp/deploy/done)"));
     }
     let client = sh.client()?;
-    let event = Event { stamp: Stamp::random(Duration::from_secs(3600)), tag: tag.to_string(), data };
+    let mut event = Event::new(Stamp::random(Duration::from_secs(600)), tag, data);
+    event.jid = jid;
     let bytes = seal(&event, &sh.key).map_err(|e| e.to_string())?;
     client.publish(sh.cfg.subjects.event(sh.cfg.id.as_str(), tag), bytes.into()).await.map_err(|e| e.to_string())?;
     client.flush().await.map_err(|e| e.to_string())
@@ -697,6 +705,21 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
     let _ = sh.status.send_replace(Status::Connected);
     tracing::info!(master = %sh.cfg.master_url, "connected; taking jobs");
     let mut tick = tokio::time::interval(sh.cfg.presence_interval);
+    // Salt's minion start event, signed by this minion, once per session (a process
+    // start, or a new session after the key was re-accepted).
+    let starting = sh.clone();
+    tokio::spawn(async move {
+        let id = starting.cfg.id.as_str();
+        let data = serde_json::json!({
+            "id": id,
+            "data": format!("Minion {id} started at {}", brine_proto::time::format_ms(starting.started_at)),
+            "started_at": starting.started_at,
+            "version": brine_proto::VERSION,
+        });
+        if let Err(e) = emit_event(&starting, &format!("brine/minion/{id}/start"), data, None).await {
+            tracing::warn!(error = %e, "cannot send the minion start event");
+        }
+    });
     let mut first_connect = true;
     loop {
         tokio::select! {

@@ -453,8 +453,7 @@ mod tests {
     /// An event body whose `data` is `depth` nested one-element arrays.
     fn deep_event_body(depth: usize) -> Vec<u8> {
         let stamp = Stamp::random(Duration::from_secs(60));
-        let mut body =
-            rmp_serde::to_vec_named(&crate::msg::Event { stamp, tag: "t".into(), data: Value::Null }).unwrap();
+        let mut body = rmp_serde::to_vec_named(&crate::msg::Event::new(stamp, "t", Value::Null)).unwrap();
         assert_eq!(body.pop(), Some(0xc0), "data is the last field");
         body.extend(std::iter::repeat_n(0x91, depth));
         body.push(0xc0);
@@ -514,8 +513,7 @@ mod tests {
     fn a_body_of_millions_of_tiny_values_is_refused() {
         // Three million nils are 3 MB on the wire but would be ~300 MB decoded.
         let stamp = Stamp::random(Duration::from_secs(60));
-        let mut body =
-            rmp_serde::to_vec_named(&crate::msg::Event { stamp, tag: "t".into(), data: Value::Null }).unwrap();
+        let mut body = rmp_serde::to_vec_named(&crate::msg::Event::new(stamp, "t", Value::Null)).unwrap();
         body.pop();
         body.push(0xdd);
         body.extend_from_slice(&3_000_000u32.to_be_bytes());
@@ -533,14 +531,14 @@ mod tests {
         for _ in 0..crate::shape::MAX_DEPTH {
             deep = Value::Array(vec![deep]);
         }
-        let event = crate::msg::Event { stamp: Stamp::random(Duration::from_secs(60)), tag: "t".into(), data: deep };
+        let event = crate::msg::Event::new(Stamp::random(Duration::from_secs(60)), "t", deep);
         let err = seal(&event, &key).unwrap_err();
         assert!(matches!(err, SealError::Refused(OpenError::TooDeep { .. })), "{err}");
-        let big = crate::msg::Event {
-            stamp: Stamp::random(Duration::from_secs(60)),
-            tag: "t".into(),
-            data: Value::String("x".repeat(MAX_ENVELOPE_BYTES)),
-        };
+        let big = crate::msg::Event::new(
+            Stamp::random(Duration::from_secs(60)),
+            "t",
+            Value::String("x".repeat(MAX_ENVELOPE_BYTES)),
+        );
         let err = seal(&big, &key).unwrap_err();
         assert!(matches!(err, SealError::Refused(OpenError::TooLarge { .. })), "{err}");
         assert!(err.to_string().contains("exceeds the 8388608-byte limit"), "{err}");

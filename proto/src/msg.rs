@@ -162,9 +162,28 @@ message!(Ctl, Kind::Ctl);
 #[serde(rename_all = "snake_case")]
 pub enum CtlOp {
     /// Publish a job.
+    /// The job during which a minion fired this event (`event.send` in a job), so
+    /// the reactor can tell events its own jobs caused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jid: Option<Jid>,
+    /// How many reactions led to this event: 0 for an event nothing reacted to, n+1
+    /// for what a reaction to an event of depth n caused (the reactor's loop guard).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
     Run(RunRequest),
     /// List keys by status.
     KeyList,
+impl Event {
+    /// An event with no causation marker.
+    pub fn new(stamp: Stamp, tag: impl Into<String>, data: Value) -> Event {
+        Event { stamp, tag: tag.into(), data, jid: None, depth: 0 }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
     /// Accept keys: pending ones matching `ids` (globs), or all pending with `all`.
     KeyAccept(KeySelection),
     /// Reject keys.
@@ -201,6 +220,10 @@ pub struct JobFilter {
     /// Only jobs started at or after this Unix millisecond.
     #[serde(default)]
     pub since_ms: Option<u64>,
+    /// Emit an event, signed by the master, on `P.event.master.<tag>`.
+    EventSend { tag: String, data: Value },
+    /// The newest reactions the reactor ran, newest first.
+    ReactorHistory { limit: usize },
 }
 
 impl CtlOp {
@@ -235,6 +258,8 @@ pub struct KeySelection {
     /// Also act on rejected keys (accept only).
     #[serde(default)]
     pub include_rejected: bool,
+            CtlOp::EventSend { .. } => "event.send",
+            CtlOp::ReactorHistory { .. } => "reactor.history",
     /// Also act on denied keys; accepting a denied key replaces the id's old key.
     #[serde(default)]
     pub include_denied: bool,
@@ -314,6 +339,36 @@ pub struct MinionInfo {
     pub id: MinionId,
     /// A heartbeat arrived within the master's presence timeout.
     pub up: bool,
+    /// An event was published with this tag.
+    EventSent { tag: String },
+    /// Reactions the reactor ran, newest first.
+    Reactions(Vec<ReactionRecord>),
+}
+
+/// One reaction the reactor ran (or refused to run), as kept in the master's store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReactionRecord {
+    /// Unix milliseconds when the reaction ran.
+    pub at_ms: u64,
+    /// The tag of the event that triggered it.
+    pub tag: String,
+    /// Who published that event: `master` or a minion id.
+    pub source: String,
+    /// The event's reaction depth (see [`Event::depth`]).
+    pub depth: u32,
+    /// The reaction file.
+    pub file: String,
+    /// The entry's id in the rendered file (empty for a file that failed to render).
+    pub name: String,
+    /// What the entry does: `local.cmd.run`, `runner.state.orchestrate`, `event.send`, ….
+    pub function: String,
+    /// Jobs the reaction started.
+    #[serde(default)]
+    pub jids: Vec<Jid>,
+    /// Whether it did what it says.
+    pub ok: bool,
+    /// What happened, in words (the error, for a failed reaction).
+    pub result: String,
     /// Milliseconds since the last heartbeat, if any arrived since the master started.
     pub last_seen_ms: Option<u64>,
     /// The brine version from the last heartbeat.

@@ -107,6 +107,7 @@ fn ret() -> impl Strategy<Value = Return> {
             success,
             started_at,
             duration_ms,
+            schedule: None,
         })
 }
 
@@ -116,7 +117,7 @@ fn presence() -> impl Strategy<Value = Presence> {
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (stamp(), any::<String>(), value()).prop_map(|(stamp, tag, data)| Event { stamp, tag, data })
+    (stamp(), any::<String>(), value()).prop_map(|(stamp, tag, data)| Event::new(stamp, tag, data))
 }
 
 fn key_selection() -> impl Strategy<Value = KeySelection> {
@@ -157,6 +158,8 @@ fn ctl_op() -> impl Strategy<Value = CtlOp> {
         target().prop_map(|target| CtlOp::Resolve { target }),
         Just(CtlOp::MinionList),
         (target(), vec(any::<String>(), 0..3)).prop_map(|(target, grains)| CtlOp::Inventory { target, grains }),
+        (any::<String>(), value()).prop_map(|(tag, data)| CtlOp::EventSend { tag, data }),
+        any::<usize>().prop_map(|limit| CtlOp::ReactorHistory { limit }),
     ]
 }
 

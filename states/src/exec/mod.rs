@@ -127,6 +127,12 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     }
     /// This minion's beacons as they run now: beacon name → options (Salt's `beacons`
     /// dict), with `enabled: false` at the top when every beacon is disabled.
+    /// Like [`Host::fire_event`], for an event fired by the job `jid` (`event.send`
+    /// in a job): the master's reactor follows what its reactions cause through it.
+    fn fire_job_event(&self, tag: &str, data: Value, jid: Option<&str>) -> Result<(), String> {
+        let _ = jid;
+        self.fire_event(tag, data)
+    }
     fn beacons(&self) -> Result<Map, String> {
         Err(NO_BEACONS.into())
     }
