@@ -302,6 +302,7 @@ mod tests {
             success,
             started_at: 1,
             duration_ms: 1,
+            schedule: None,
         }
     }
 

@@ -121,8 +121,24 @@ pub struct Return {
     /// Unix milliseconds when the minion started the job.
     pub started_at: u64,
     pub duration_ms: u64,
+    /// Set when the minion ran the function on its own schedule, not for a job of the
+    /// master: the JID is then the minion's own, and the master records a job for it
+    /// (user `schedule`, targeting that minion only) under a JID the master issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduledRun>,
 }
 message!(Return, Kind::Return);
+
+/// What a minion's schedule ran: the entry's name and the call's arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledRun {
+    /// The schedule entry's name.
+    pub name: String,
+    #[serde(default)]
+    pub arg: Vec<Value>,
+    #[serde(default)]
+    pub kwarg: Map,
+}
 
 /// A minion's heartbeat on `P.presence.<minion>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,8 +162,27 @@ pub struct Event {
     pub tag: String,
     #[serde(default)]
     pub data: Value,
+    /// The job during which a minion fired this event (`event.send` in a job), so
+    /// the reactor can tell events its own jobs caused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jid: Option<Jid>,
+    /// How many reactions led to this event: 0 for an event nothing reacted to, n+1
+    /// for what a reaction to an event of depth n caused (the reactor's loop guard).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
 }
 message!(Event, Kind::Event);
+
+impl Event {
+    /// An event with no causation marker.
+    pub fn new(stamp: Stamp, tag: impl Into<String>, data: Value) -> Event {
+        Event { stamp, tag: tag.into(), data, jid: None, depth: 0 }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 /// An operator request to the master on `P.ctl.<op>`, signed by the operator's key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,28 +197,9 @@ message!(Ctl, Kind::Ctl);
 #[serde(rename_all = "snake_case")]
 pub enum CtlOp {
     /// Publish a job.
-    /// The job during which a minion fired this event (`event.send` in a job), so
-    /// the reactor can tell events its own jobs caused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jid: Option<Jid>,
-    /// How many reactions led to this event: 0 for an event nothing reacted to, n+1
-    /// for what a reaction to an event of depth n caused (the reactor's loop guard).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub depth: u32,
     Run(RunRequest),
     /// List keys by status.
     KeyList,
-impl Event {
-    /// An event with no causation marker.
-    pub fn new(stamp: Stamp, tag: impl Into<String>, data: Value) -> Event {
-        Event { stamp, tag: tag.into(), data, jid: None, depth: 0 }
-    }
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
     /// Accept keys: pending ones matching `ids` (globs), or all pending with `all`.
     KeyAccept(KeySelection),
     /// Reject keys.
@@ -204,6 +220,48 @@ fn is_zero(n: &u32) -> bool {
     MinionList,
     /// Cached grains of the minions matching a target.
     Inventory { target: Target, grains: Vec<String> },
+    /// Emit an event, signed by the master, on `P.event.master.<tag>`.
+    EventSend { tag: String, data: Value },
+    /// The newest reactions the reactor ran, newest first.
+    ReactorHistory { limit: usize },
+    /// Run an orchestration on the master (`brine orchestrate`).
+    Orchestrate(OrchestrateRequest),
+    /// Pause, resume or abort a running orchestration.
+    JobControl { jid: Jid, action: JobAction },
+}
+
+/// `brine orchestrate`: which file, with what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrchestrateRequest {
+    /// SLS names in the master's `file_roots` (`orch.deploy`); with `text`, the name the
+    /// text goes by.
+    pub sls: Vec<String>,
+    /// The file's text, when the operator gave a file rather than an SLS name.
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub saltenv: Option<String>,
+    /// Pillar for rendering the file.
+    #[serde(default)]
+    pub pillar: Map,
+    /// Test mode: predict, run no function, apply states with test=True.
+    #[serde(default)]
+    pub test: bool,
+    /// Subject (in the operator's inbox) the master sends the orchestration's return
+    /// to when it ends.
+    #[serde(default)]
+    pub stream_to: Option<String>,
+}
+
+/// What `brine job pause|resume|kill` asks of an orchestration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    /// Let the running step finish, start no other until resumed.
+    Pause,
+    Resume,
+    /// Stop the running step (its job is killed) and start nothing more.
+    Kill,
 }
 
 /// Which jobs `brine job list` shows.
@@ -220,10 +278,6 @@ pub struct JobFilter {
     /// Only jobs started at or after this Unix millisecond.
     #[serde(default)]
     pub since_ms: Option<u64>,
-    /// Emit an event, signed by the master, on `P.event.master.<tag>`.
-    EventSend { tag: String, data: Value },
-    /// The newest reactions the reactor ran, newest first.
-    ReactorHistory { limit: usize },
 }
 
 impl CtlOp {
@@ -242,6 +296,10 @@ impl CtlOp {
             CtlOp::Resolve { .. } => "resolve",
             CtlOp::MinionList => "minion.list",
             CtlOp::Inventory { .. } => "inventory",
+            CtlOp::EventSend { .. } => "event.send",
+            CtlOp::ReactorHistory { .. } => "reactor.history",
+            CtlOp::Orchestrate(_) => "orchestrate",
+            CtlOp::JobControl { .. } => "job.control",
         }
     }
 }
@@ -258,8 +316,6 @@ pub struct KeySelection {
     /// Also act on rejected keys (accept only).
     #[serde(default)]
     pub include_rejected: bool,
-            CtlOp::EventSend { .. } => "event.send",
-            CtlOp::ReactorHistory { .. } => "reactor.history",
     /// Also act on denied keys; accepting a denied key replaces the id's old key.
     #[serde(default)]
     pub include_denied: bool,
@@ -323,26 +379,12 @@ pub enum CtlResult {
     MinionStatus(Vec<MinionInfo>),
     /// Grains by minion.
     Inventory(Vec<(MinionId, Map)>),
-}
-
-/// A line of `brine job active`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActiveJob {
-    pub summary: JobSummary,
-    /// Minions whose last heartbeat says they run it.
-    pub running: Vec<MinionId>,
-}
-
-/// A line of `brine minion list`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MinionInfo {
-    pub id: MinionId,
-    /// A heartbeat arrived within the master's presence timeout.
-    pub up: bool,
     /// An event was published with this tag.
     EventSent { tag: String },
     /// Reactions the reactor ran, newest first.
     Reactions(Vec<ReactionRecord>),
+    /// What a running orchestration does now, in words (`brine job pause|resume|kill`).
+    JobControlled(String),
 }
 
 /// One reaction the reactor ran (or refused to run), as kept in the master's store.
@@ -369,6 +411,22 @@ pub struct ReactionRecord {
     pub ok: bool,
     /// What happened, in words (the error, for a failed reaction).
     pub result: String,
+}
+
+/// A line of `brine job active`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveJob {
+    pub summary: JobSummary,
+    /// Minions whose last heartbeat says they run it.
+    pub running: Vec<MinionId>,
+}
+
+/// A line of `brine minion list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinionInfo {
+    pub id: MinionId,
+    /// A heartbeat arrived within the master's presence timeout.
+    pub up: bool,
     /// Milliseconds since the last heartbeat, if any arrived since the master started.
     pub last_seen_ms: Option<u64>,
     /// The brine version from the last heartbeat.

@@ -12,6 +12,7 @@ mod cmd;
 mod cp;
 pub(crate) mod cron;
 mod disk;
+mod event;
 pub(crate) mod file;
 mod grains;
 mod group;
@@ -20,6 +21,7 @@ mod network;
 mod pillar;
 mod pkg;
 mod saltutil;
+pub mod schedule;
 mod service;
 mod state;
 mod status;
@@ -43,6 +45,7 @@ pub static MODULES: &[&Module] = &[
     &cp::MODULE,
     &cron::MODULE,
     &disk::MODULE,
+    &event::MODULE,
     &file::MODULE,
     &grains::MODULE,
     &group::MODULE,
@@ -50,6 +53,7 @@ pub static MODULES: &[&Module] = &[
     &pillar::MODULE,
     &pkg::MODULE,
     &saltutil::MODULE,
+    &schedule::MODULE,
     &service::MODULE,
     &state::MODULE,
     &status::MODULE,
@@ -125,14 +129,14 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         let _ = (tag, data);
         Err("this minion has no master to send events to".into())
     }
-    /// This minion's beacons as they run now: beacon name → options (Salt's `beacons`
-    /// dict), with `enabled: false` at the top when every beacon is disabled.
     /// Like [`Host::fire_event`], for an event fired by the job `jid` (`event.send`
     /// in a job): the master's reactor follows what its reactions cause through it.
     fn fire_job_event(&self, tag: &str, data: Value, jid: Option<&str>) -> Result<(), String> {
         let _ = jid;
         self.fire_event(tag, data)
     }
+    /// This minion's beacons as they run now: beacon name → options (Salt's `beacons`
+    /// dict), with `enabled: false` at the top when every beacon is disabled.
     fn beacons(&self) -> Result<Map, String> {
         Err(NO_BEACONS.into())
     }
@@ -158,6 +162,24 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     /// The beacon modules this minion can run, alphabetical.
     fn beacon_modules(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    // Schedules (`schedule.*`).
+
+    /// The schedule as it runs now (Salt's `opts['schedule']`): entry name → settings,
+    /// with `enabled: false` at the top when the whole schedule is disabled.
+    fn schedule(&self) -> Result<Map, String> {
+        Err(schedule::NO_SCHEDULE.into())
+    }
+    /// The schedule saved in the minion's data dir: what runs after a restart.
+    fn saved_schedule(&self) -> Result<Map, String> {
+        Err(schedule::NO_SCHEDULE.into())
+    }
+    /// Applies a change to the running schedule (saving it when the change says so)
+    /// and returns the schedule after it.
+    fn change_schedule(&self, change: schedule::ScheduleChange) -> Result<Map, String> {
+        let _ = change;
+        Err(schedule::NO_SCHEDULE.into())
     }
 }
 

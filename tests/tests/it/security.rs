@@ -180,6 +180,7 @@ async fn forged_and_garbage_returns_are_dropped_and_counted() {
         success: true,
         started_at: brine_proto::time::now_ms(),
         duration_ms: 1,
+        schedule: None,
     };
     let publish = |subject: String, bytes: Vec<u8>| {
         let js = js.clone();
