@@ -126,8 +126,19 @@ impl Entry {
             CtlOp::Resolve { target } | CtlOp::Inventory { target, .. } => entry.target = Some(target.to_string()),
             CtlOp::JobShow { jid } => entry.jid = Some(*jid),
             CtlOp::EventSend { tag, .. } => entry.target = Some(tag.clone()),
-            CtlOp::KeyList | CtlOp::JobList(_) | CtlOp::JobActive | CtlOp::MinionList | CtlOp::ReactorHistory { .. } => {
+            CtlOp::Orchestrate(o) => {
+                entry.target = Some(o.sls.join(","));
+                entry.fun = Some(crate::orchestrate::FUN.into());
             }
+            CtlOp::JobControl { jid, action } => {
+                entry.jid = Some(*jid);
+                entry.fun = Some(format!("{action:?}").to_lowercase());
+            }
+            CtlOp::KeyList
+            | CtlOp::JobList(_)
+            | CtlOp::JobActive
+            | CtlOp::MinionList
+            | CtlOp::ReactorHistory { .. } => {}
         }
         entry
     }

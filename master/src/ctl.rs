@@ -10,8 +10,8 @@ use crate::store::JobCache;
 use brine_proto::envelope::{open_self_signed, seal, Stamp};
 use brine_proto::keys::Fingerprint;
 use brine_proto::msg::{
-    ActiveJob, Ctl, CtlError, CtlErrorKind, CtlOp, CtlReply, CtlResult, Job, JobRecord, JobReport, JobSummary,
-    KeyEntry, KeySelection, MinionInfo, RunRequest, RunStarted,
+    ActiveJob, Ctl, CtlError, CtlErrorKind, CtlOp, CtlReply, CtlResult, Job, JobAction, JobRecord, JobReport,
+    JobSummary, KeyEntry, KeySelection, MinionInfo, OrchestrateRequest, RunRequest, RunStarted,
 };
 use brine_proto::target::Facts;
 use brine_proto::{Jid, Map, MinionId, Value};
@@ -41,7 +41,7 @@ fn error(kind: CtlErrorKind, message: impl Into<String>) -> CtlResult {
     CtlResult::Error(CtlError { kind, message: message.into() })
 }
 
-async fn handle(shared: &Shared, msg: async_nats::Message) {
+async fn handle(shared: &Arc<Shared>, msg: async_nats::Message) {
     let Some(reply) = msg.reply.clone() else {
         return;
     };
@@ -151,6 +151,20 @@ fn permitted(shared: &Shared, operator: &str, rights: Rights<'_>, op: &CtlOp) ->
         {
             Ok(())
         }
+        CtlOp::Orchestrate(o) => match rights {
+            Rights::Admin => Ok(()),
+            // An orchestration runs with the master's authority, like Salt's runners:
+            // named operators need an ACL entry for it, and only the master's own
+            // files (their text is rendered on the master).
+            Rights::Named(acl) if !acl.acl.iter().any(|e| e.allows(crate::orchestrate::FUN)) => Err(denied(format!(
+                "operator {operator} may not run orchestrations (no entry of operators.{operator}.acl in the master's \
+                 config allows state.orchestrate)"
+            ))),
+            Rights::Named(_) if o.text.is_some() => Err(denied(format!(
+                "operator {operator} may run only orchestrations from the master's file_roots, not a file of its own"
+            ))),
+            Rights::Named(_) => Ok(()),
+        },
         CtlOp::EventSend { .. } if !rights.send_events() => Err(denied(format!(
             "operator {operator} may not send events (no entry of operators.{operator}.acl in the master's config \
              allows event.send)"
@@ -180,7 +194,7 @@ fn permitted(shared: &Shared, operator: &str, rights: Rights<'_>, op: &CtlOp) ->
 
 /// Carries out a permitted request other than `run`; returns the answer and, for the
 /// audit log, how many minions it reached.
-async fn serve_op(shared: &Shared, operator: &str, rights: Rights<'_>, op: CtlOp) -> (CtlResult, Option<usize>) {
+async fn serve_op(shared: &Arc<Shared>, operator: &str, rights: Rights<'_>, op: CtlOp) -> (CtlResult, Option<usize>) {
     let result = match op {
         CtlOp::Run(_) => error(CtlErrorKind::Internal, "a run reached the wrong handler"),
         CtlOp::KeyList => shared
@@ -245,6 +259,18 @@ async fn serve_op(shared: &Shared, operator: &str, rights: Rights<'_>, op: CtlOp
             }
             Err(e) => error(CtlErrorKind::BadRequest, e),
         },
+        CtlOp::Orchestrate(req) => orchestrate(shared, operator, req).await,
+        CtlOp::JobControl { jid, action } => {
+            let action = match action {
+                JobAction::Pause => crate::orchestrate::Action::Pause,
+                JobAction::Resume => crate::orchestrate::Action::Resume,
+                JobAction::Kill => crate::orchestrate::Action::Abort,
+            };
+            match crate::orchestrate::control(shared, operator, jid, action) {
+                Ok(words) => CtlResult::JobControlled(words),
+                Err(e) => CtlResult::Error(e),
+            }
+        }
         CtlOp::ReactorHistory { limit } => match crate::reactor::history(shared, limit.clamp(1, 100_000)) {
             Ok(records) => CtlResult::Reactions(records),
             Err(e) => error(CtlErrorKind::Internal, e.to_string()),
@@ -280,6 +306,56 @@ async fn serve_op(shared: &Shared, operator: &str, rights: Rights<'_>, op: CtlOp
         _ => None,
     };
     (result, minions)
+}
+
+/// Starts an operator's orchestration; its return goes to the operator's `stream_to`
+/// subject when it ends.
+async fn orchestrate(shared: &Arc<Shared>, operator: &str, req: OrchestrateRequest) -> CtlResult {
+    let inbox = format!("{}.", shared.cfg.subjects.operator_inbox(operator));
+    if req.stream_to.as_ref().is_some_and(|s| !s.starts_with(&inbox)) {
+        return error(
+            CtlErrorKind::BadRequest,
+            format!("results can only be sent to the operator's own inbox ({inbox}…)"),
+        );
+    }
+    let source = match (req.text, req.sls.is_empty()) {
+        (_, true) => return error(CtlErrorKind::BadRequest, "name the orchestration: an SLS name or a file"),
+        (Some(text), false) => crate::orchestrate::Source::Text { name: req.sls.join(","), text },
+        (None, false) => crate::orchestrate::Source::Sls(req.sls),
+    };
+    let spec = crate::orchestrate::Orchestration {
+        source,
+        saltenv: req.saltenv.unwrap_or_else(|| "base".into()),
+        pillar: req.pillar,
+        test: req.test,
+        user: operator.to_string(),
+        depth: 0,
+    };
+    match crate::orchestrate::start(shared, spec).await {
+        Ok(started) => {
+            let jid = started.jid;
+            if let Some(subject) = req.stream_to {
+                let to = shared.clone();
+                tokio::spawn(async move {
+                    if let Ok(ret) = started.finished.await {
+                        answer(&to, &subject, &jid.to_string(), CtlResult::Returns(vec![ret])).await;
+                    }
+                });
+            }
+            let id = brine_proto::MinionId::new(crate::orchestrate::master_id()).ok();
+            CtlResult::RunStarted(RunStarted {
+                jid,
+                minions: id.into_iter().collect(),
+                offline: Vec::new(),
+                missing: Vec::new(),
+            })
+        }
+        Err(crate::orchestrate::OrchestrateError::Compile(errors)) => error(
+            CtlErrorKind::BadRequest,
+            format!("the orchestration did not compile; nothing ran:\n{}", errors.join("\n")),
+        ),
+        Err(e) => error(CtlErrorKind::Internal, e.to_string()),
+    }
 }
 
 /// Calls `f` with what the master knows of a minion for targeting (as [`resolve`] does).

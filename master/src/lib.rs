@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod keys;
 pub mod master;
 pub mod nats;
+pub mod orchestrate;
 pub mod presence;
 pub mod queue;
 pub mod rpc;

@@ -70,6 +70,8 @@ pub struct Shared {
     pub stats: Stats,
     /// Verified events for in-process subscribers; see [`Shared::subscribe`].
     pub events: crate::events::EventBus,
+    /// Orchestrations running now, with their pause/abort switches.
+    pub orchestrations: crate::orchestrate::Running,
     pub(crate) active: Mutex<HashMap<Jid, ActiveJob>>,
     pub(crate) ctl_replay: Mutex<brine_proto::replay::ReplayWindow>,
 }
@@ -311,6 +313,7 @@ impl Master {
             tls_ca,
             stats: Stats::default(),
             events: crate::events::EventBus::default(),
+            orchestrations: crate::orchestrate::Running::default(),
             active: Mutex::new(HashMap::new()),
             ctl_replay: Mutex::new(brine_proto::replay::ReplayWindow::new()),
         });

@@ -86,6 +86,7 @@ pub fn runs_states(fun: &str) -> bool {
             | "state.top"
             | "state.template"
             | "state.template_str"
+            | "state.orchestrate"
     )
 }
 
