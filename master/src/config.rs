@@ -230,13 +230,13 @@ pub struct MasterConfig {
     pub nodegroups: brine_proto::target::Nodegroups,
     /// Named operators (not `admin`), by name.
     pub operators: std::collections::BTreeMap<String, crate::acl::NamedOperator>,
+    /// The reactor's rules and limits.
+    pub reactor: crate::reactor::ReactorConfig,
 }
 
 /// How the master reaches NATS.
 #[derive(Debug, Clone)]
 pub enum NatsMode {
-    /// The reactor's rules and limits.
-    pub reactor: crate::reactor::ReactorConfig,
     /// The master runs and supervises its own `nats-server`; with `tls`, it serves TLS
     /// with certificates from the master's CA covering these extra names.
     Embedded { listen: SocketAddr, server_bin: PathBuf, tls: Option<Vec<String>> },
@@ -357,6 +357,8 @@ impl MasterConfig {
         let file_roots = roots("file_roots", raw.file_roots, base).map_err(|m| invalid("file_roots", m))?;
         let pillar_roots = roots("pillar_roots", raw.pillar_roots, base).map_err(|m| invalid("pillar_roots", m))?;
         let operators = named_operators(raw.operators, &nodegroups, base).map_err(|(key, m)| invalid(&key, m))?;
+        let reactor =
+            crate::reactor::ReactorConfig::from_raw(raw.reactor, base).map_err(|(key, m)| invalid(&key, m))?;
         Ok(MasterConfig {
             path: path.map(Path::to_path_buf),
             data_dir: raw.data_dir,
@@ -371,6 +373,7 @@ impl MasterConfig {
             nats,
             nodegroups,
             operators,
+            reactor,
         })
     }
 
@@ -389,8 +392,6 @@ impl MasterConfig {
         self.data_dir.join("audit.log")
     }
 
-        let reactor =
-            crate::reactor::ReactorConfig::from_raw(raw.reactor, base).map_err(|(key, m)| invalid(&key, m))?;
     /// The sled database.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("db")
@@ -406,7 +407,6 @@ impl MasterConfig {
         self.data_dir.join("tls")
     }
 
-            reactor,
     /// The CA local clients trust for the master's NATS, if it serves TLS.
     pub fn tls_ca_path(&self) -> Option<PathBuf> {
         match &self.nats {

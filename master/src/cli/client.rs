@@ -160,6 +160,16 @@ impl Operator {
         })
     }
 
+    /// The master's public key (what the master's events and answers are signed with).
+    pub fn master_key(&self) -> &VerifyingKey {
+        &self.master
+    }
+
+    /// The operator's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A fresh subject in this operator's inbox, for streamed answers.
     pub fn stream_subject(&self) -> String {
         format!("{}.stream.{}", self.inbox, brine_proto::envelope::random_id())

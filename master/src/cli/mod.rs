@@ -4,6 +4,7 @@
 //! run them in-process and check exactly what an operator would see.
 
 pub mod client;
+mod events;
 mod job;
 mod key;
 mod minion;
@@ -109,6 +110,14 @@ pub enum Command {
     Minion(minion::MinionCommand),
     /// The fleet's grains as a table, JSON or CSV: the CMDB view.
     Inventory(minion::InventoryArgs),
+    /// Follow the event bus live (like salt-run state.event).
+    Events(events::EventsArgs),
+    /// Put an event on the bus.
+    #[command(subcommand)]
+    Event(events::EventCommand),
+    /// The reactor: its configured map, a dry run for an event, what it ran.
+    #[command(subcommand)]
+    Reactor(events::ReactorCommand),
 }
 
 /// Where a command reads and writes.
@@ -140,6 +149,12 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
             return exit::NOTHING_RAN;
         }
     };
+    // The reactor's map and dry run need only the config, not a running master.
+    if let Command::Reactor(cmd @ (events::ReactorCommand::List | events::ReactorCommand::Test { .. })) = &cli.command {
+        let code = events::reactor_local(&cfg, cmd, io);
+        let _ = io.out.flush();
+        return code;
+    }
     let op = match client::Operator::connect(&cfg, &cli.operator, cli.key.as_deref()).await {
         Ok(op) => op,
         Err(e) => {
@@ -153,6 +168,12 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
         Command::Job(cmd) => job::run(&op, cmd, io).await,
         Command::Minion(cmd) => minion::run(&op, cmd, io).await,
         Command::Inventory(args) => minion::inventory(&op, args, io).await,
+        Command::Events(args) => events::follow(&op, args, io).await,
+        Command::Event(cmd) => events::send(&op, cmd, io).await,
+        Command::Reactor(events::ReactorCommand::History { limit, json }) => {
+            events::history(&op, limit, json, io).await
+        }
+        Command::Reactor(cmd) => events::reactor_local(&cfg, &cmd, io),
     };
     let _ = op.client.flush().await;
     let _ = io.out.flush();

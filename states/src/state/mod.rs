@@ -27,6 +27,7 @@ pub static STATE_MODULES: &[&StateModule] = &[
     &modules::brine::MODULE,
     &modules::cmd::MODULE,
     &modules::cron::MODULE,
+    &modules::event::MODULE,
     &modules::file::MODULE,
     &modules::group::MODULE,
     &modules::host::MODULE,

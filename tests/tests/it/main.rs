@@ -2,6 +2,7 @@
 
 mod acl;
 mod binaries;
+mod events;
 mod external;
 mod faults;
 mod hostile;

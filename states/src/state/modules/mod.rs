@@ -4,6 +4,7 @@ pub mod brine;
 mod calls;
 pub mod cmd;
 pub mod cron;
+pub mod event;
 pub mod file;
 pub mod group;
 pub mod host;

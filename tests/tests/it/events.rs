@@ -1,0 +1,240 @@
+//! The event bus and the reactor: `brine events` sees minion and master events,
+//! forged events are dropped and counted, reactions run jobs whose returns land in the
+//! job cache, a reaction loop stops at the depth limit, `brine reactor test` shows
+//! what would run.
+
+use brine_proto::envelope::{seal, Stamp};
+use brine_proto::msg::Event;
+use brine_tests::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn accepted(master: &TestMaster, id: &str) -> TestMinion {
+    let minion = TestMinion::start(&master.url(), id, MinionOpts::default()).await;
+    master.wait_key(id, "Unaccepted Keys:").await;
+    master.accept(&minion).await;
+    minion
+}
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))).collect()
+}
+
+/// Runs `brine events ARGS` while `action` runs a second later.
+async fn follow_while<F: std::future::Future<Output = CliOutput>>(
+    master: &TestMaster,
+    args: &[&str],
+    action: F,
+) -> (CliOutput, CliOutput) {
+    let mut argv = vec!["events", "--out", "json", "--timeout", "20s"];
+    argv.extend_from_slice(args);
+    let delayed = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        action.await
+    };
+    tokio::join!(master.cli(&argv), delayed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brine_events_sees_minion_events_and_job_events() {
+    let master = TestMaster::start(MasterOpts::default()).await;
+    let _a = accepted(&master, "a").await;
+
+    let (events, run) =
+        follow_while(&master, &["--count", "1", "myapp/*"], master.cli(&["run", "a", "event.send", "myapp/hello", "{x: 1}"]))
+            .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("True"), "{run:?}");
+    assert_eq!(events.code, 0, "{events:?}");
+    let got = json_lines(&events.stdout);
+    assert_eq!(got.len(), 1, "{events:?}");
+    assert_eq!(got[0]["tag"], "myapp/hello");
+    assert_eq!(got[0]["source"], "a");
+    assert_eq!(got[0]["data"]["x"], 1);
+    assert!(got[0]["jid"].is_string(), "fired inside a job: {got:?}");
+
+    let (events, run) =
+        follow_while(&master, &["--count", "2", "brine/job/*"], master.cli(&["run", "a", "test.echo", "hi"])).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let got = json_lines(&events.stdout);
+    assert_eq!(got.len(), 2, "{events:?}");
+    let new = got.iter().find(|e| e["tag"].as_str().unwrap().ends_with("/new")).expect("new event");
+    assert_eq!(new["source"], "master");
+    assert_eq!(new["data"]["fun"], "test.echo");
+    assert_eq!(new["data"]["arg"], json!(["hi"]));
+    assert_eq!(new["data"]["tgt"], "a");
+    assert_eq!(new["data"]["tgt_type"], "glob");
+    assert_eq!(new["data"]["minions"], json!(["a"]));
+    assert_eq!(new["data"]["user"], "admin");
+    let jid = new["data"]["jid"].as_str().unwrap();
+    let ret = got.iter().find(|e| e["tag"] == format!("brine/job/{jid}/ret/a")).expect("ret event");
+    assert_eq!(ret["data"]["return"], "hi");
+    assert_eq!(ret["data"]["retcode"], 0);
+    assert_eq!(ret["data"]["success"], true);
+
+    // The operator's own events, and a timeout with too few events exits 1.
+    let (events, sent) =
+        follow_while(&master, &["--count", "1", "ops/*"], master.cli(&["event", "send", "ops/note", "{a: b}"])).await;
+    assert_eq!(sent.code, 0, "{sent:?}");
+    assert_eq!(json_lines(&events.stdout)[0]["data"], json!({"a": "b", "__operator__": "admin"}));
+    let quiet = master.cli(&["events", "--count", "1", "--timeout", "300ms", "nothing/*"]).await;
+    assert_eq!(quiet.code, 1, "{quiet:?}");
+    let bad = master.cli(&["event", "send", "a//b"]).await;
+    assert_eq!(bad.code, 64, "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_foreign_events_are_dropped_and_counted() {
+    let master = TestMaster::start(MasterOpts::default()).await;
+    let a = accepted(&master, "a").await;
+    let _b = accepted(&master, "b").await;
+    let m = master.master();
+    let mut bus = m.shared().subscribe();
+    let before = m.stats();
+
+    let (client, _) = connect_as(&master.url(), &a.key_path(), "_INBOX_a", &master.ca_path()).await;
+    let a_key = brine_proto::keys::load_key(&a.key_path()).unwrap();
+    let stranger = brine_proto::keys::generate_key();
+    let event = |tag: &str| Event::new(Stamp::random(Duration::from_secs(60)), tag, json!({"forged": true}));
+    // Signed by a key that is not a's.
+    client.publish("brine.event.a.myapp.x", seal(&event("myapp/x"), &stranger).unwrap().into()).await.unwrap();
+    // a's key, but b's tag space, and the master's.
+    let foreign = seal(&event("brine/minion/b/start"), &a_key).unwrap();
+    client.publish("brine.event.a.brine.minion.b.start", foreign.into()).await.unwrap();
+    let master_tag = seal(&event("brine/key/accept"), &a_key).unwrap();
+    client.publish("brine.event.a.brine.key.accept", master_tag.into()).await.unwrap();
+    // A body whose tag is not the subject's.
+    client.publish("brine.event.a.myapp.y", seal(&event("myapp/z"), &a_key).unwrap().into()).await.unwrap();
+    // Garbage, and a replay of a good event.
+    client.publish("brine.event.a.myapp.g", bytes::Bytes::from_static(b"\xc1junk")).await.unwrap();
+    let good = bytes::Bytes::from(seal(&event("myapp/ok"), &a_key).unwrap());
+    client.publish("brine.event.a.myapp.ok", good.clone()).await.unwrap();
+    client.publish("brine.event.a.myapp.ok", good).await.unwrap();
+    client.flush().await.unwrap();
+
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let s = m.stats();
+            s.events_bad_signature - before.events_bad_signature == 1
+                && s.events_foreign_tag - before.events_foreign_tag == 2
+                && s.events_malformed - before.events_malformed == 2
+                && s.events_stale - before.events_stale == 1
+                && s.events_refused - before.events_refused == 6
+        })
+        .await,
+        "{:?}",
+        m.stats()
+    );
+    // Only the good event reached the bus's subscribers.
+    let mut seen = Vec::new();
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), bus.recv()).await {
+        if ev.source == "a" {
+            seen.push(ev.tag.clone());
+        }
+    }
+    assert_eq!(seen, vec!["myapp/ok".to_string()]);
+}
+
+const REACT: &str = "\
+echo_back:
+  local.test.echo:
+    - tgt: {{ data['id'] }}
+    - arg:
+      - reacted to {{ tag }}
+";
+
+const LOOP: &str = "\
+{% set n = data.get('n', 0) + 1 %}
+again:
+  event.send:
+    - tag: loop/{{ n }}
+    - data: {n: {{ n }}}
+";
+
+fn reactor_master_opts(dir: &std::path::Path) -> MasterOpts {
+    std::fs::write(dir.join("react.sls"), REACT).unwrap();
+    std::fs::write(dir.join("loop.sls"), LOOP).unwrap();
+    MasterOpts {
+        extra: format!(
+            "[reactor]\nmax_depth = 3\n[[reactor.rules]]\ntag = \"myapp/deploy\"\nfiles = [{:?}]\n\
+             [[reactor.rules]]\ntag = \"loop/*\"\nfiles = [{:?}]\n",
+            dir.join("react.sls").display().to_string(),
+            dir.join("loop.sls").display().to_string()
+        ),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minion_event_makes_the_reactor_run_a_job_and_loops_stop_at_the_limit() {
+    let files = tempfile::tempdir().unwrap();
+    let master = TestMaster::start(reactor_master_opts(files.path())).await;
+    let _a = accepted(&master, "a").await;
+    let m = master.master();
+
+    // The dry run shows what would run, without a master round trip.
+    let test = master.cli(&["reactor", "test", "myapp/deploy", "{id: a}"]).await;
+    assert_eq!(test.code, 0, "{test:?}");
+    assert!(test.stdout.contains("echo_back"), "{}", test.stdout);
+    assert!(test.stdout.contains("local.test.echo"), "{}", test.stdout);
+    assert!(test.stdout.contains("tgt: a"), "{}", test.stdout);
+    assert!(test.stdout.contains("reacted to myapp/deploy"), "{}", test.stdout);
+    let list = master.cli(&["reactor", "list"]).await;
+    assert!(list.stdout.contains("myapp/deploy") && list.stdout.contains("react.sls"), "{list:?}");
+    assert_eq!(master.cli(&["reactor", "test", "nothing/here"]).await.stdout.trim(), "No reaction matches nothing/here.");
+
+    // A minion's event → a job on that minion → its return in the job cache.
+    let sent = master.cli(&["run", "a", "event.send", "myapp/deploy"]).await;
+    assert_eq!(sent.code, 0, "{sent:?}");
+    let mut jid = String::new();
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let h = m.shared().clone();
+            match brine_master::reactor::history(&h, 10) {
+                Ok(r) => match r.iter().find(|r| r.tag == "myapp/deploy" && !r.jids.is_empty()) {
+                    Some(r) => {
+                        jid = r.jids[0].to_string();
+                        true
+                    }
+                    None => false,
+                },
+                Err(_) => false,
+            }
+        })
+        .await,
+        "no reaction recorded"
+    );
+    let mut shown = CliOutput { code: 1, stdout: String::new(), stderr: String::new() };
+    for _ in 0..50 {
+        shown = master.cli(&["job", "show", &jid, "--out", "json"]).await;
+        if shown.stdout.contains("reacted to myapp/deploy") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(shown.stdout.contains("reacted to myapp/deploy"), "{shown:?}");
+    let jobs = master.cli(&["job", "list", "--function", "test.echo"]).await;
+    assert!(jobs.stdout.contains("reactor"), "the job's user is reactor: {jobs:?}");
+    let history = master.cli(&["reactor", "history"]).await;
+    assert_eq!(history.code, 0, "{history:?}");
+    assert!(history.stdout.contains(&jid) && history.stdout.contains("echo_back local.test.echo"), "{history:?}");
+
+    // A reaction that answers its own event: depth 0, 1 and 2 react, depth 3 stops.
+    let before = m.stats();
+    assert_eq!(master.cli(&["event", "send", "loop/0"]).await.code, 0);
+    assert!(
+        eventually(Duration::from_secs(10), || m.stats().reactions_loop_stopped - before.reactions_loop_stopped == 1)
+            .await,
+        "{:?}",
+        m.stats()
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let s = m.stats();
+    assert_eq!(s.reactions_loop_stopped - before.reactions_loop_stopped, 1);
+    assert_eq!(s.reactions_run - before.reactions_run, 3);
+    let records = brine_master::reactor::history(m.shared(), 100).unwrap();
+    let looped: Vec<_> = records.iter().filter(|r| r.tag.starts_with("loop/")).collect();
+    assert_eq!(looped.len(), 4, "{looped:?}");
+    assert!(!looped[0].ok && looped[0].tag == "loop/3" && looped[0].result.contains("max_depth"), "{:?}", looped[0]);
+    assert!(looped[1..].iter().all(|r| r.ok), "{looped:?}");
+}
