@@ -6,8 +6,9 @@
 //! `packaging/master.toml`.
 
 use brine_proto::config::duration;
+use brine_proto::config::LogFormat;
 use brine_proto::Subjects;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,12 +23,12 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("config file {path}: {key}: {message}")]
-    Invalid { path: PathBuf, key: String, message: String },
+    #[error("config file {}{}: {key}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid { path: PathBuf, line: Option<usize>, key: String, message: String },
 }
 
 /// The config file as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// Keys, job cache and the embedded NATS store. Default `/var/lib/brine/master`.
@@ -52,6 +53,9 @@ pub struct RawConfig {
     /// Default `info`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Log lines as `text` or `json` (one object a line). Default `text`.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// The file server's state trees: environment → directories searched in order.
     /// Default `base = ["/srv/salt"]`.
     #[serde(default = "default_file_roots")]
@@ -71,13 +75,13 @@ pub struct RawConfig {
     /// Operators besides the local `admin`, by name, with what each may do.
     #[serde(default)]
     pub operators: std::collections::BTreeMap<String, RawOperator>,
-}
-
-/// An `[operators.NAME]` table.
-#[derive(Debug, Deserialize)]
     /// The reactor: tag globs and their reaction files (see [`crate::reactor`]).
     #[serde(default)]
     pub reactor: crate::reactor::RawReactor,
+}
+
+/// An `[operators.NAME]` table.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOperator {
     /// The operator's public key: an SPKI PEM file (`openssl pkey -pubout` of an
@@ -96,7 +100,7 @@ pub struct RawOperator {
 }
 
 /// An `[[operators.NAME.acl]]` entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAclEntry {
     /// A compound target expression (`web* or G@role:web`, `N@group`).
@@ -106,7 +110,7 @@ pub struct RawAclEntry {
 }
 
 /// The `[tls]` table (embedded mode).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     /// Serve TLS with certificates from the master's own CA. Default `true`.
@@ -129,7 +133,7 @@ fn yes() -> bool {
 }
 
 /// A nodegroup definition: `web = "G@role:web or L@a,b"` or `web = ["L@a,b", "or", "G@role:web"]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RawNodegroup {
     Expr(String),
@@ -137,7 +141,7 @@ pub enum RawNodegroup {
 }
 
 /// The `[nats]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNats {
     /// URL of an existing NATS server. Unset (the default): the master runs its own.
@@ -222,6 +226,7 @@ pub struct MasterConfig {
     pub keep_jobs: Duration,
     pub presence_timeout: Duration,
     pub log_level: String,
+    pub log_format: LogFormat,
     /// The file server's trees (`file_roots`).
     pub file_roots: brine_states::files::LocalRoots,
     /// The pillar trees (`pillar_roots`).
@@ -267,15 +272,36 @@ impl MasterConfig {
     /// Loads `path`, or the default path if `None` (a missing default file means
     /// all defaults; a missing explicit file is an error).
     pub fn load(path: Option<&Path>) -> Result<MasterConfig, ConfigError> {
-        let (path, explicit) = match path {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => MasterConfig::parse(&text, Some(&path)),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => MasterConfig::parse("", None),
-            Err(source) => Err(ConfigError::Read { path, source }),
+        let (text, path) = read(path)?;
+        MasterConfig::parse(&text, path.as_deref())
+    }
+
+    /// Loads and checks the config like [`MasterConfig::load`], then writes it back as
+    /// TOML with every default filled in (`brine-master --check-config`). An external
+    /// server's password is masked.
+    pub fn effective_toml(path: Option<&Path>) -> Result<String, ConfigError> {
+        let (text, path) = read(path)?;
+        let cfg = MasterConfig::parse(&text, path.as_deref())?;
+        let shown = path.clone().unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let unreadable = |e: &dyn std::fmt::Display| ConfigError::Parse { path: shown.clone(), message: e.to_string() };
+        let mut raw: RawConfig = toml::from_str(&text).map_err(|e| unreadable(&e))?;
+        match &cfg.nats {
+            NatsMode::Embedded { listen, server_bin, .. } => {
+                raw.nats.listen = Some(listen.to_string());
+                raw.nats.server_bin = Some(server_bin.clone());
+            }
+            NatsMode::External { .. } => {
+                if let Some(p) = raw.nats.password.as_mut() {
+                    *p = "********".into();
+                }
+            }
         }
+        let body = toml::to_string(&raw).map_err(|e| unreadable(&e))?;
+        let source = match &path {
+            Some(p) => format!("{}", p.display()),
+            None => format!("no file ({DEFAULT_CONFIG_PATH} does not exist)"),
+        };
+        Ok(format!("# brine-master: the effective configuration, defaults filled in.\n# Read from {source}.\n\n{body}"))
     }
 
     /// Parses config text; `path` names the file in errors.
@@ -283,8 +309,15 @@ impl MasterConfig {
         let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(defaults)"));
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string().trim_end().to_string() })?;
-        let invalid =
-            |key: &str, message: String| ConfigError::Invalid { path: shown.clone(), key: key.to_string(), message };
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: shown.clone(),
+            line: brine_proto::config::line_of(text, key),
+            key: key.to_string(),
+            message,
+        };
+        tracing_subscriber::EnvFilter::try_new(&raw.log_level)
+            .map_err(|e| invalid("log_level", format!("{:?} is not a log level or filter: {e}", raw.log_level)))?;
+
         let subjects = Subjects::new(&raw.prefix).map_err(|e| invalid("prefix", e.to_string()))?;
         if raw.keep_jobs < Duration::from_secs(60) {
             return Err(invalid("keep_jobs", "must be at least 1m".into()));
@@ -368,6 +401,7 @@ impl MasterConfig {
             keep_jobs: raw.keep_jobs,
             presence_timeout: raw.presence_timeout,
             log_level: raw.log_level,
+            log_format: raw.log_format,
             file_roots,
             pillar_roots,
             nats,
@@ -419,6 +453,21 @@ impl MasterConfig {
     /// Where the master records the URL clients on this host should use.
     pub fn client_url_path(&self) -> PathBuf {
         self.data_dir.join("nats-url")
+    }
+}
+
+/// The config text and the file it came from: `path`, or the default path if `None`
+/// (a missing default file means all defaults: empty text and no file; a missing
+/// explicit file is an error).
+fn read(path: Option<&Path>) -> Result<(String, Option<PathBuf>), ConfigError> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((text, Some(path))),
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok((String::new(), None)),
+        Err(source) => Err(ConfigError::Read { path, source }),
     }
 }
 

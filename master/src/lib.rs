@@ -11,6 +11,7 @@
 //! - [`grains`]: the cache of minions' grains.
 //! - [`store`]: the job cache.
 //! - [`cli`]: the `brine` command.
+//! - [`logging`]: the daemon's logs; [`shell`]: completions and man pages.
 #![forbid(unsafe_code)]
 
 pub mod acl;
@@ -24,13 +25,15 @@ pub mod fileserver;
 pub mod grains;
 pub mod ingest;
 pub mod keys;
+pub mod logging;
 pub mod master;
 pub mod nats;
 pub mod orchestrate;
 pub mod presence;
 pub mod queue;
-pub mod rpc;
 pub mod reactor;
+pub mod rpc;
+pub mod shell;
 pub mod stats;
 pub mod store;
 pub mod tls;

@@ -68,14 +68,44 @@ pub struct CallArgs {
     /// Colour: auto, always, never.
     #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub color: String,
+    /// Print the shell completion script for SHELL and exit.
+    #[arg(long, value_name = "SHELL", hide = true)]
+    pub completions: Option<crate::shell::Shell>,
+    /// Write the man page into DIR and exit.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub man_dir: Option<PathBuf>,
     /// The function, `module.function`.
-    pub fun: String,
+    #[arg(required_unless_present_any = ["completions", "man_dir"])]
+    pub fun: Option<String>,
     /// Arguments: positional words, then `key=value` keywords, each read as YAML.
     pub args: Vec<String>,
 }
 
 /// Runs `brine-call`; returns the exit code.
 pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: bool) -> u8 {
+    use clap::CommandFactory;
+    if let Some(shell) = args.completions {
+        return match crate::shell::completions(CallArgs::command(), shell, out) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                let _ = writeln!(err, "ERROR: cannot write the completion script: {e}");
+                exit::FAILED
+            }
+        };
+    }
+    if let Some(dir) = &args.man_dir {
+        return match crate::shell::man_pages(CallArgs::command(), dir, "1") {
+            Ok(_) => exit::OK,
+            Err(e) => {
+                let _ = writeln!(err, "ERROR: cannot write man pages into {}: {e}", dir.display());
+                exit::FAILED
+            }
+        };
+    }
+    let Some(fun) = args.fun.clone() else {
+        let _ = writeln!(err, "ERROR: name a function to run (module.function)");
+        return exit::USAGE;
+    };
     let mut cfg = match MinionConfig::load(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -118,14 +148,14 @@ pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: b
         });
     }
     let (pos, kw) = brine_proto::args::parse_cli_args(&args.args);
-    let output = match brine_states::exec::call(&args.fun, &ctx, pos, kw) {
+    let output = match brine_states::exec::call(&fun, &ctx, pos, kw) {
         Ok(o) => o,
         Err(e @ CallError::Unknown(_)) => {
             let _ = writeln!(err, "{e}");
             return exit::UNKNOWN_FUNCTION;
         }
         Err(e) => {
-            let _ = writeln!(err, "Error running '{}': {e}", args.fun);
+            let _ = writeln!(err, "Error running '{}': {e}", fun);
             return exit::FAILED;
         }
     };
@@ -137,7 +167,7 @@ pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: b
         "never" => false,
         _ => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
-    let state_run = output::highstate::runs_states(&args.fun);
+    let state_run = output::highstate::runs_states(&fun);
     let format = args.out.clone().unwrap_or_else(|| if state_run { "highstate" } else { "nested" }.into());
     let text = match format.as_str() {
         "highstate" => {

@@ -4,9 +4,10 @@
 //! keys by name, [`MinionConfig`] is what the program uses. Every key is optional.
 
 use brine_proto::config::duration;
+use brine_proto::config::LogFormat;
 use brine_proto::keys::Fingerprint;
 use brine_proto::{Map, MinionId, Subjects};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,12 +21,12 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("config file {path}: {key}: {message}")]
-    Invalid { path: PathBuf, key: &'static str, message: String },
+    #[error("config file {}{}: {key}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid { path: PathBuf, line: Option<usize>, key: &'static str, message: String },
 }
 
 /// The config file as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// This minion's id. Default: the host's fully qualified name.
@@ -62,6 +63,9 @@ pub struct RawConfig {
     /// Log level; `RUST_LOG` overrides it. Default `info`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Log lines as `text` or `json` (one object a line). Default `text`.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// Static custom grains, merged over the collected ones.
     #[serde(default)]
     pub grains: toml::Table,
@@ -74,7 +78,7 @@ pub struct RawConfig {
 }
 
 /// The `[tls]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     /// The CA (PEM) to trust for the master's NATS. Unset: the CA the master sends in
@@ -88,7 +92,7 @@ pub struct RawTls {
 }
 
 /// The `[nats]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNats {
     /// `nkey` (default): once accepted, connect with the minion's own key, as the
@@ -144,6 +148,7 @@ pub struct MinionConfig {
     pub enroll_retry_min: Duration,
     pub enroll_retry_max: Duration,
     pub log_level: String,
+    pub log_format: LogFormat,
     pub grains: Map,
     pub nats_auth: NatsAuth,
     /// A configured CA file for the master's NATS.
@@ -177,15 +182,31 @@ fn master_url(s: &str) -> Result<String, String> {
 impl MinionConfig {
     /// Loads `path`, or the default path if `None` (missing default file: defaults).
     pub fn load(path: Option<&Path>) -> Result<MinionConfig, ConfigError> {
-        let (path, explicit) = match path {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        let (text, path) = read(path)?;
+        MinionConfig::parse(&text, path.as_deref())
+    }
+
+    /// Loads and checks the config like [`MinionConfig::load`], then writes it back as
+    /// TOML with every default filled in (`brine-minion --check-config`), including
+    /// the id this host would use and whether TLS is required.
+    pub fn effective_toml(path: Option<&Path>) -> Result<String, ConfigError> {
+        let (text, path) = read(path)?;
+        let cfg = MinionConfig::parse(&text, path.as_deref())?;
+        let shown = path.clone().unwrap_or_else(|| PathBuf::from("(defaults)"));
+        let unreadable = |e: &dyn std::fmt::Display| ConfigError::Parse { path: shown.clone(), message: e.to_string() };
+        let mut raw: RawConfig = toml::from_str(&text).map_err(|e| unreadable(&e))?;
+        raw.id = Some(cfg.id.to_string());
+        raw.nats.auth = Some(match cfg.nats_auth {
+            NatsAuth::Nkey => "nkey".into(),
+            NatsAuth::None => "none".into(),
+        });
+        raw.tls.required = Some(toml::Value::Boolean(cfg.tls_required));
+        let body = toml::to_string(&raw).map_err(|e| unreadable(&e))?;
+        let source = match &path {
+            Some(p) => format!("{}", p.display()),
+            None => format!("no file ({DEFAULT_CONFIG_PATH} does not exist)"),
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => MinionConfig::parse(&text, Some(&path)),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => MinionConfig::parse("", None),
-            Err(source) => Err(ConfigError::Read { path, source }),
-        }
+        Ok(format!("# brine-minion: the effective configuration, defaults filled in.\n# Read from {source}.\n\n{body}"))
     }
 
     /// Parses config text; `path` names the file in errors.
@@ -193,7 +214,14 @@ impl MinionConfig {
         let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(defaults)"));
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string().trim_end().to_string() })?;
-        let invalid = |key, message: String| ConfigError::Invalid { path: shown.clone(), key, message };
+        let invalid = |key, message: String| ConfigError::Invalid {
+            path: shown.clone(),
+            line: brine_proto::config::line_of(text, key),
+            key,
+            message,
+        };
+        tracing_subscriber::EnvFilter::try_new(&raw.log_level)
+            .map_err(|e| invalid("log_level", format!("{:?} is not a log level or filter: {e}", raw.log_level)))?;
         let id = MinionId::new(raw.id.unwrap_or_else(default_id)).map_err(|e| invalid("id", e.to_string()))?;
         let master_url = master_url(&raw.master).map_err(|m| invalid("master", m))?;
         let master_finger = match raw.master_finger.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -238,6 +266,7 @@ impl MinionConfig {
             enroll_retry_min: raw.enroll_retry_min.min(raw.enroll_retry_max),
             enroll_retry_max: raw.enroll_retry_max,
             log_level: raw.log_level,
+            log_format: raw.log_format,
             grains,
             nats_auth,
             tls_ca_file: raw.tls.ca_file,
@@ -283,6 +312,20 @@ impl MinionConfig {
     /// The minion's sled database (replay ids).
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("db")
+    }
+}
+
+/// The config text and the file it came from: `path`, or the default path if `None`
+/// (a missing default file means all defaults; a missing explicit file is an error).
+fn read(path: Option<&Path>) -> Result<(String, Option<PathBuf>), ConfigError> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((text, Some(path))),
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok((String::new(), None)),
+        Err(source) => Err(ConfigError::Read { path, source }),
     }
 }
 

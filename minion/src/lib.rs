@@ -3,13 +3,16 @@
 //! - [`config`]: the `minion.toml` file.
 //! - [`minion`]: enrollment, the NATS session, job checks and execution, returns.
 //! - [`replay`]: the on-disk memory of accepted jobs.
+//! - [`logging`]: the daemon's logs; [`shell`]: completions and man pages.
 #![forbid(unsafe_code)]
 
 pub mod call;
 pub mod config;
 pub mod files;
+pub mod logging;
 pub mod minion;
 pub mod replay;
+pub mod shell;
 pub mod spool;
 
 pub use config::MinionConfig;

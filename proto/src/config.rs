@@ -85,9 +85,59 @@ pub mod duration {
     }
 }
 
+/// How the daemons write their logs (`log_format` in both config files).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (without timestamps under systemd, which adds its own).
+    #[default]
+    Text,
+    /// One JSON object a line, for log shippers.
+    Json,
+}
+
+/// The 1-based line where a config `key` is set in TOML `text`, for error messages:
+/// `nats.listen` is the `listen = …` line under `[nats]`, `operators.alice` (or
+/// `operators.alice.acl[0]`) the table's header. `None` when the key is not written
+/// (it took its default) or is written in a form this simple reader does not follow.
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    let key = key.split('[').next().unwrap_or(key);
+    let (table, leaf) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            let name: String =
+                header.trim_start_matches('[').split(']').next().unwrap_or("").split_whitespace().collect();
+            if name == key {
+                return Some(i + 1);
+            }
+            current = name;
+        } else if current == table {
+            let name = line.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if line.contains('=') && name == leaf {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_keys_are_found_by_line() {
+        let text = "prefix = \"a b\"\n#listen = \"x\"\n[nats]\nlisten = \"nowhere\"\n[operators.alice]\nkey = \"k\"\n\
+                    [[operators.alice.acl]]\ntarget = \"*\"\n";
+        assert_eq!(line_of(text, "prefix"), Some(1));
+        assert_eq!(line_of(text, "nats.listen"), Some(4));
+        assert_eq!(line_of(text, "operators.alice"), Some(5));
+        assert_eq!(line_of(text, "operators.alice.key"), Some(6));
+        assert_eq!(line_of(text, "operators.alice.acl[0]"), Some(7));
+        assert_eq!(line_of(text, "keep_jobs"), None);
+    }
 
     #[test]
     fn durations_parse_with_and_without_units() {

@@ -118,6 +118,18 @@ pub enum Command {
     /// The reactor: its configured map, a dry run for an event, what it ran.
     #[command(subcommand)]
     Reactor(events::ReactorCommand),
+    /// Print a shell completion script: `brine completions bash > /etc/bash_completion.d/brine`
+    /// (the packages install them for bash, zsh and fish).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: crate::shell::Shell,
+    },
+    /// Write the man pages of brine and its subcommands into DIR (for packaging).
+    #[command(hide = true)]
+    Man {
+        /// Where to write brine.1, brine-run.1, …
+        dir: PathBuf,
+    },
 }
 
 /// Where a command reads and writes.
@@ -142,6 +154,23 @@ pub fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
 
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
+    use clap::CommandFactory;
+    // Shell integration needs no master.
+    match &cli.command {
+        Command::Completions { shell } => {
+            return match crate::shell::completions(Cli::command(), *shell, io.out) {
+                Ok(()) => exit::OK,
+                Err(e) => fail(io, format_args!("cannot write the completion script: {e}")),
+            };
+        }
+        Command::Man { dir } => {
+            return match crate::shell::man_pages(Cli::command(), dir, "1") {
+                Ok(_) => exit::OK,
+                Err(e) => fail(io, format_args!("cannot write man pages into {}: {e}", dir.display())),
+            };
+        }
+        _ => {}
+    }
     let cfg = match MasterConfig::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -168,6 +197,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
         Command::Job(cmd) => job::run(&op, cmd, io).await,
         Command::Minion(cmd) => minion::run(&op, cmd, io).await,
         Command::Inventory(args) => minion::inventory(&op, args, io).await,
+        Command::Completions { .. } | Command::Man { .. } => exit::OK,
         Command::Events(args) => events::follow(&op, args, io).await,
         Command::Event(cmd) => events::send(&op, cmd, io).await,
         Command::Reactor(events::ReactorCommand::History { limit, json }) => {

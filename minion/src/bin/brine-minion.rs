@@ -2,8 +2,8 @@
 //! SIGINT or SIGTERM.
 
 use anyhow::Context;
-use brine_minion::{Minion, MinionConfig};
-use clap::Parser;
+use brine_minion::{shell, Minion, MinionConfig};
+use clap::{CommandFactory, Parser};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,17 +17,20 @@ struct Args {
     /// Log level (overrides the config's log_level; RUST_LOG overrides both).
     #[arg(short, long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Check the config file, print the effective config (defaults filled in, with the
+    /// id this host would use) as TOML and exit: 0 when it is valid, 1 with the file,
+    /// line and key when it is not.
+    #[arg(long)]
+    check_config: bool,
+    /// Print the shell completion script for SHELL and exit.
+    #[arg(long, value_name = "SHELL", hide = true)]
+    completions: Option<shell::Shell>,
+    /// Write the man page into DIR and exit.
+    #[arg(long, value_name = "DIR", hide = true)]
+    man_dir: Option<PathBuf>,
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,async_nats=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
-async fn serve(args: Args) -> anyhow::Result<()> {
-    let cfg = MinionConfig::load(args.config.as_deref())?;
-    init_logging(args.log_level.as_deref().unwrap_or(&cfg.log_level));
+async fn serve(cfg: MinionConfig) -> anyhow::Result<()> {
     tracing::info!(id = %cfg.id, master = %cfg.master_url, "starting brine-minion");
     let minion = Minion::start(cfg).await.context("cannot start brine-minion")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -42,6 +45,47 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(sh) = args.completions {
+        return match shell::completions(Args::command(), sh, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ERROR: cannot write the completion script: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(dir) = &args.man_dir {
+        return match shell::man_pages(Args::command(), dir, "8") {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ERROR: cannot write man pages into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.check_config {
+        return match MinionConfig::effective_toml(args.config.as_deref()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ERROR: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cfg = match MinionConfig::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = brine_minion::logging::init(args.log_level.as_deref().unwrap_or(&cfg.log_level), cfg.log_format) {
+        eprintln!("ERROR: --log-level: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -49,7 +93,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ERROR: {e:#}");
