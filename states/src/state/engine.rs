@@ -12,7 +12,7 @@
 use super::compile::{Chunk, ReqBase, ReqKind, ReqTarget, Retry};
 use super::{lookup, Outcome, StateContext};
 use brine_proto::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// One chunk's result, shaped like Salt's.
@@ -609,8 +609,12 @@ pub fn run_chunks(mut chunks: Vec<Chunk>, run: &StateRun) -> Result<Vec<ChunkRes
         return Ok(out);
     }
     // listen: the listeners' watch actions run last, in run order, for targets that changed.
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(chunks.len());
+    for (i, c) in chunks.iter().enumerate() {
+        index.entry(c.key()).or_insert(i);
+    }
     for r in out.clone() {
-        let Some(i) = chunks.iter().position(|c| c.key() == r.key) else { continue };
+        let Some(&i) = index.get(&r.key) else { continue };
         let listens = resolved.deps[i].iter().any(|d| d.kind.base == ReqBase::Listen);
         let changed: Vec<Value> = runner.changed_reqs(i, ReqBase::Listen);
         if !listens || changed.is_empty() {
