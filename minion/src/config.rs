@@ -69,6 +69,11 @@ pub struct RawConfig {
     /// Static custom grains, merged over the collected ones.
     #[serde(default)]
     pub grains: toml::Table,
+    /// Beacons: `[beacons.<name>]` tables with the module's options and `interval`,
+    /// `disable_during_state_run`, `enabled`, `beacon_module`, `run_once`
+    /// (docs/beacons.md).
+    #[serde(default)]
+    pub beacons: toml::Table,
     /// NATS connection options.
     #[serde(default)]
     pub nats: RawNats,
@@ -150,6 +155,8 @@ pub struct MinionConfig {
     pub log_level: String,
     pub log_format: LogFormat,
     pub grains: Map,
+    /// The beacons of the config file, checked (module names, common options).
+    pub beacons: Map,
     pub nats_auth: NatsAuth,
     /// A configured CA file for the master's NATS.
     pub tls_ca_file: Option<PathBuf>,
@@ -253,6 +260,9 @@ impl MinionConfig {
         };
         let grains: Map =
             serde_json::to_value(raw.grains).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+        let beacons: Map =
+            serde_json::to_value(raw.beacons).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+        crate::beacons::check_config(&beacons).map_err(|m| invalid("beacons", m))?;
         Ok(MinionConfig {
             path: path.map(Path::to_path_buf),
             id,
@@ -268,6 +278,7 @@ impl MinionConfig {
             log_level: raw.log_level,
             log_format: raw.log_format,
             grains,
+            beacons,
             nats_auth,
             tls_ca_file: raw.tls.ca_file,
             tls_required,

@@ -6,6 +6,7 @@
 //! - [`logging`]: the daemon's logs; [`shell`]: completions and man pages.
 #![forbid(unsafe_code)]
 
+pub mod beacons;
 pub mod call;
 pub mod config;
 pub mod files;

@@ -45,6 +45,8 @@ pub enum StartError {
     Db { path: std::path::PathBuf, source: sled::Error },
     #[error("TLS: {0}")]
     Tls(brine_proto::tls::TlsError),
+    #[error("cannot start the beacons: {0}")]
+    Beacons(String),
 }
 
 /// Counters of what the minion did with the jobs it received.
@@ -105,6 +107,8 @@ struct Shared {
     draining: std::sync::atomic::AtomicBool,
     drain_again: std::sync::atomic::AtomicBool,
     runtime: tokio::runtime::Handle,
+    /// The beacons this minion runs (config file and run-time changes).
+    beacons: crate::beacons::Beacons,
 }
 
 impl Shared {
@@ -195,10 +199,64 @@ impl Host for MinionHost {
         sh.runtime.block_on(emit_event(sh, tag, data, None))
     }
 
+    fn beacons(&self) -> Result<Map, String> {
+        Ok(self.0.beacons.config())
+    }
+
+    fn validate_beacon(&self, name: &str, data: &Map) -> Result<(), String> {
+        self.0.beacons.validate(name, data)
+    }
+
+    fn set_beacons(&self, beacons: Map) -> Result<(), String> {
+        self.0.beacons.set(beacons)
+    }
+
+    fn reset_beacons(&self) -> Result<(), String> {
+        self.0.beacons.reset()
+    }
+
+    fn save_beacons(&self) -> Result<String, String> {
+        self.0.beacons.save().map(|p| p.display().to_string())
+    }
+
+    fn beacon_modules(&self) -> Vec<String> {
+        crate::beacons::module_names()
+    }
+
     fn fire_job_event(&self, tag: &str, data: Value, jid: Option<&str>) -> Result<(), String> {
         let sh = &self.0;
         let jid = jid.and_then(|j| j.parse::<Jid>().ok());
         sh.runtime.block_on(emit_event(sh, tag, data, jid))
+    }
+}
+
+/// Polls the beacons whose interval came round and publishes what they fire, while
+/// connected (a beacon's changes wait until then: inotify's in the kernel's queue,
+/// the audit spool's on disk).
+async fn run_beacons(sh: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        if sh.client().is_err() {
+            continue;
+        }
+        let state_run =
+            sh.running.lock().unwrap_or_else(|e| e.into_inner()).values().any(|j| j.fun.starts_with("state."));
+        let polled = sh.clone();
+        let fired = match tokio::task::spawn_blocking(move || polled.beacons.poll_due(Instant::now(), state_run)).await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "the beacons failed");
+                continue;
+            }
+        };
+        for (tag, data) in fired {
+            if let Err(e) = emit_event(&sh, &tag, data, None).await {
+                tracing::warn!(tag, error = %e, "cannot publish a beacon event");
+            }
+        }
     }
 }
 
@@ -353,6 +411,11 @@ impl Minion {
         let (id, custom) = (cfg.id.to_string(), cfg.custom_grains());
         let grains =
             tokio::task::spawn_blocking(move || brine_states::grains::collect(&id, &custom)).await.unwrap_or_default();
+        let env = crate::beacons::Env { id: cfg.id.to_string(), data_dir: cfg.data_dir.clone() };
+        let base = cfg.beacons.clone();
+        let beacons = tokio::task::spawn_blocking(move || crate::beacons::Beacons::load(env, base))
+            .await
+            .map_err(|e| StartError::Beacons(e.to_string()))?;
         let (status, _) = watch::channel(Status::Starting);
         let shared = Arc::new(Shared {
             workers: Arc::new(Semaphore::new(cfg.workers)),
@@ -376,8 +439,10 @@ impl Minion {
             draining: Default::default(),
             drain_again: Default::default(),
             runtime: tokio::runtime::Handle::current(),
+            beacons,
         });
         let _ = shared.files.set(remote_files(&shared));
+        shared.spawn(run_beacons(shared.clone()));
         let task = tokio::spawn(run(shared.clone()));
         Ok(Minion { shared, task })
     }

@@ -15,6 +15,8 @@ pub use brine_master;
 pub use brine_minion;
 pub use brine_proto;
 
+pub mod swarm;
+
 /// The nats-server binary: `$NATS_SERVER`, else `nats-server` on PATH.
 pub fn nats_server_bin() -> PathBuf {
     std::env::var_os("NATS_SERVER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("nats-server"))
