@@ -2,7 +2,7 @@
 
 use super::client::Operator;
 use super::{cell, columns, exit, fail, render, Io, OutFormat};
-use brine_proto::msg::{CtlOp, CtlResult, JobFilter, JobSummary};
+use brine_proto::msg::{CtlOp, CtlResult, JobAction, JobFilter, JobSummary};
 use brine_proto::{Jid, Map, Value};
 use serde_json::json;
 
@@ -32,7 +32,18 @@ pub enum JobCommand {
         #[arg(long = "out", value_enum, default_value_t = OutFormat::Table)]
         out: OutFormat,
     },
-    /// Stop a running job on every minion that has not returned yet.
+    /// Pause a running orchestration: the running step finishes, the next waits.
+    Pause {
+        /// The orchestration's job id.
+        jid: Jid,
+    },
+    /// Resume a paused orchestration.
+    Resume {
+        /// The orchestration's job id.
+        jid: Jid,
+    },
+    /// Stop a running job on every minion that has not returned yet; abort a running
+    /// orchestration (its running step is killed, nothing more starts).
     Kill {
         /// The job id.
         jid: Jid,
@@ -153,6 +164,8 @@ pub async fn run(op: &Operator, cmd: JobCommand, io: &mut Io<'_>) -> u8 {
             Err(e) => fail(io, e),
         },
         JobCommand::Kill { jid, timeout } => kill(op, jid, timeout, io).await,
+        JobCommand::Pause { jid } => control(op, jid, JobAction::Pause, io).await,
+        JobCommand::Resume { jid } => control(op, jid, JobAction::Resume, io).await,
         JobCommand::Show { jid, summary, out } => match op.request(CtlOp::JobShow { jid }).await {
             Ok(CtlResult::Job(report)) => {
                 let c = &report.counts;
@@ -218,6 +231,9 @@ async fn kill(op: &Operator, jid: Jid, timeout: f64, io: &mut Io<'_>) -> u8 {
         Ok(other) => return fail(io, format!("unexpected answer {other:?}")),
         Err(e) => return fail(io, e),
     };
+    if report.job.fun == crate::orchestrate::FUN {
+        return control(op, jid, JobAction::Kill, io).await;
+    }
     let returned: Vec<&str> = report.returns.iter().map(|r| r.id.as_str()).collect();
     let pending: Vec<String> =
         report.job.minions.iter().filter(|m| !returned.contains(&m.as_str())).map(|m| m.to_string()).collect();
@@ -227,4 +243,17 @@ async fn kill(op: &Operator, jid: Jid, timeout: f64, io: &mut Io<'_>) -> u8 {
     }
     let args = super::run::RunArgs::internal(pending.join(","), "saltutil.kill_job", vec![jid.to_string()], timeout);
     super::run::run(op, args, io).await
+}
+
+/// Pauses, resumes or aborts an orchestration.
+async fn control(op: &Operator, jid: Jid, action: JobAction, io: &mut Io<'_>) -> u8 {
+    match op.request(CtlOp::JobControl { jid, action }).await {
+        Ok(CtlResult::JobControlled(words)) => {
+            let _ = writeln!(io.out, "{words}");
+            exit::OK
+        }
+        Ok(CtlResult::Error(e)) => fail(io, e.message),
+        Ok(other) => fail(io, format!("unexpected answer {other:?}")),
+        Err(e) => fail(io, e),
+    }
 }

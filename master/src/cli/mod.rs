@@ -8,6 +8,7 @@ mod events;
 mod job;
 mod key;
 mod minion;
+mod orchestrate;
 mod run;
 mod watch;
 
@@ -110,6 +111,10 @@ pub enum Command {
     Minion(minion::MinionCommand),
     /// The fleet's grains as a table, JSON or CSV: the CMDB view.
     Inventory(minion::InventoryArgs),
+    /// Run an orchestration on the master: a state file whose steps are jobs on
+    /// minions (like salt-run state.orchestrate).
+    #[command(after_help = orchestrate::EXIT_CODES)]
+    Orchestrate(orchestrate::OrchestrateArgs),
     /// Follow the event bus live (like salt-run state.event).
     Events(events::EventsArgs),
     /// Put an event on the bus.
@@ -197,6 +202,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
         Command::Job(cmd) => job::run(&op, cmd, io).await,
         Command::Minion(cmd) => minion::run(&op, cmd, io).await,
         Command::Inventory(args) => minion::inventory(&op, args, io).await,
+        Command::Orchestrate(args) => orchestrate::run(&op, args, io).await,
         Command::Completions { .. } | Command::Man { .. } => exit::OK,
         Command::Events(args) => events::follow(&op, args, io).await,
         Command::Event(cmd) => events::send(&op, cmd, io).await,

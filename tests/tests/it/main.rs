@@ -10,6 +10,7 @@ mod jobcontrol;
 mod jobs;
 mod keys;
 mod orchestrate;
+mod orchestrate;
 mod queue;
 mod schedule;
 mod security;
