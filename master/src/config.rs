@@ -648,6 +648,8 @@ mod packaged_defaults {
             "jobs",
             "target",
             "functions",
+            "tag",
+            "files",
         ];
         let uncommented: String = text
             .lines()
@@ -667,6 +669,8 @@ mod packaged_defaults {
             "log_level",
             "listen",
             "enabled",
+            "max_depth",
+            "max_concurrent",
         ] {
             assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
         }

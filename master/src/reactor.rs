@@ -20,7 +20,9 @@
 //! ```
 //!
 //! Jobs go through the same path as `brine run` ([`crate::ctl::start_job`]): job cache,
-//! audit log, `brine/job/…` events. Loops are broken by depth: what a reaction causes
+//! audit log, `brine/job/…` events. `runner.state.orchestrate` (`- args: - mods:
+//! orch.deploy`) starts an orchestration ([`crate::orchestrate::start`]) as user
+//! `reactor`. Loops are broken by depth: what a reaction causes
 //! (its events, its jobs' events, events minions fire inside its jobs) is one deeper
 //! than the event it reacted to, and events at `max_depth` or deeper are not reacted
 //! to (logged and counted). At most `max_concurrent` reactions run at once. Every
@@ -148,8 +150,9 @@ impl ReactorConfig {
 pub enum Action {
     /// `local.<fun>`: a job on targets.
     Job(RunRequest),
-    /// `runner.state.orchestrate`: an orchestration on the master.
-    Orchestrate { mods: Value, pillar: Value },
+    /// `runner.state.orchestrate`: an orchestration on the master, from these SLS
+    /// names of `file_roots`.
+    Orchestrate { mods: Vec<String>, saltenv: String, pillar: Map, test: bool },
     /// `event.send` / `runner.event.send`: an event from the master.
     Event { tag: String, data: Value },
 }
@@ -320,9 +323,29 @@ fn action_of(function: &str, mut args: Map) -> Result<Action, String> {
     };
     match function {
         "runner.state.orchestrate" | "runner.state.orch" | "runner.state.orchestrate_single" => {
-            let mods = args.remove("mods").ok_or("needs mods (the orchestration SLS)")?;
-            let pillar = args.remove("pillar").unwrap_or(Value::Null);
-            Ok(Action::Orchestrate { mods, pillar })
+            let mods = match args.remove("mods").or_else(|| args.remove("arg")) {
+                Some(Value::String(s)) => s.split(',').map(str::trim).filter(|m| !m.is_empty()).map(String::from).collect(),
+                Some(Value::Array(items)) => {
+                    items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), String::from)).collect()
+                }
+                Some(other) => return Err(format!("mods must be an SLS name or a list of them, not {other}")),
+                None => Vec::new(),
+            };
+            if mods.is_empty() {
+                return Err("needs mods (the orchestration SLS, e.g. orch.deploy)".into());
+            }
+            let saltenv = match args.remove("saltenv") {
+                Some(Value::String(s)) => s,
+                None | Some(Value::Null) => "base".into(),
+                Some(other) => return Err(format!("saltenv must be a name, not {other}")),
+            };
+            let pillar = match args.remove("pillar") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(m)) => m,
+                Some(other) => return Err(format!("pillar must be a mapping, not {other}")),
+            };
+            let test = matches!(args.remove("test"), Some(Value::Bool(true)));
+            Ok(Action::Orchestrate { mods, saltenv, pillar, test })
         }
         "event.send" | "runner.event.send" => {
             let tag = match args.remove("tag").or_else(|| args.remove("name")) {
@@ -450,11 +473,23 @@ async fn react(shared: &Arc<Shared>, event: &Arc<BusEvent>) {
                 rec.ok = true;
                 rec.result = format!("sent {tag}");
             }
-            PlannedAction::Run(Action::Orchestrate { .. }) => {
-                // Orchestration lands in its own change; until then say so clearly.
-                rec.result = "runner.state.orchestrate is not available: this master has no orchestration engine \
-                              yet"
-                    .into();
+            PlannedAction::Run(Action::Orchestrate { mods, saltenv, pillar, test }) => {
+                let o = crate::orchestrate::Orchestration {
+                    source: crate::orchestrate::Source::Sls(mods.clone()),
+                    saltenv,
+                    pillar,
+                    test,
+                    user: "reactor".into(),
+                    depth,
+                };
+                match crate::orchestrate::start(shared, o).await {
+                    Ok(started) => {
+                        rec.ok = true;
+                        rec.jids.push(started.jid);
+                        rec.result = format!("started orchestration {}", mods.join(","));
+                    }
+                    Err(e) => rec.result = format!("orchestration refused: {e}"),
+                }
             }
         }
         Stats::bump(&shared.stats.reactions_run);
@@ -548,6 +583,31 @@ mod tests {
         );
         assert_eq!(p[1].action, PlannedAction::Run(Action::Event { tag: "done/web1".into(), data: json!({"x": 1}) }));
         assert!(plan(&c, "other/tag", &json!({}), "web1").is_empty());
+    }
+
+    #[test]
+    fn orchestrations_take_mods_new_and_old_style() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(
+            dir.path(),
+            "a:\n  runner.state.orchestrate:\n    - args:\n      - mods: orch.deploy\n      - pillar: {v: 1}\n\
+             b:\n  runner.state.orchestrate:\n    - mods: [orch.a, orch.b]\n\
+             c:\n  runner.state.orchestrate: []\n",
+        );
+        let p = plan(&c, "myapp/x", &json!({}), "m");
+        let mut pillar = Map::new();
+        pillar.insert("v".into(), json!(1));
+        assert_eq!(
+            p[0].action,
+            PlannedAction::Run(Action::Orchestrate {
+                mods: vec!["orch.deploy".into()],
+                saltenv: "base".into(),
+                pillar,
+                test: false
+            })
+        );
+        assert!(matches!(&p[1].action, PlannedAction::Run(Action::Orchestrate { mods, .. }) if mods.len() == 2));
+        assert!(matches!(&p[2].action, PlannedAction::Error(e) if e.contains("needs mods")), "{:?}", p[2]);
     }
 
     #[test]

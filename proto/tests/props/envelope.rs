@@ -63,11 +63,7 @@ fn the_signing_scheme_copied_here_is_the_real_one() {
     // `sign_any_body` duplicates the envelope's signed-bytes layout; if that layout
     // changes, the properties below would only test refusals.
     let key = SigningKey::from_bytes(&[9; 32]);
-    let event = Event {
-        stamp: Stamp { id: "x".into(), issued_at: NOW, expires_at: NOW + 1 },
-        tag: "t".into(),
-        data: Value::Null,
-    };
+    let event = Event::new(Stamp { id: "x".into(), issued_at: NOW, expires_at: NOW + 1 }, "t", Value::Null);
     let body = rmp_serde::to_vec_named(&event).unwrap();
     let bytes = sign_any_body(Kind::Event, body, &key);
     assert_eq!(open_self_signed::<Event>(&bytes, NOW).unwrap().msg, event);
@@ -187,7 +183,7 @@ proptest! {
         }
         // The event's own map is the first level.
         let total = 1 + levels + base;
-        let event = Event { stamp: Stamp { id: "x".into(), issued_at: NOW, expires_at: NOW + 1 }, tag: "t".into(), data };
+        let event = Event::new(Stamp { id: "x".into(), issued_at: NOW, expires_at: NOW + 1 }, "t", data);
         let key = SigningKey::from_bytes(&[3; 32]);
         let sealed = seal(&event, &key);
         let body = rmp_serde::to_vec_named(&event).unwrap();
