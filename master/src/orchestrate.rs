@@ -217,13 +217,16 @@ impl FileSource for WithText {
     }
 }
 
-/// Renders and compiles the orchestration; the chunks, the files and the render
-/// context for the run.
-fn compile(
-    shared: &Shared,
-    o: &Orchestration,
-    id: &str,
-) -> Result<(Vec<brine_states::state::Chunk>, Arc<dyn FileSource>, brine_states::Context), Vec<String>> {
+/// A compiled orchestration, ready to run.
+struct Compiled {
+    chunks: Vec<brine_states::state::Chunk>,
+    files: Arc<dyn FileSource>,
+    /// What its states see: the master's grains, the orchestration's pillar.
+    exec: brine_states::Context,
+}
+
+/// Renders and compiles the orchestration.
+fn compile(shared: &Shared, o: &Orchestration, id: &str) -> Result<Compiled, Vec<String>> {
     let roots = shared.cfg.file_roots.clone();
     let (files, names): (Arc<dyn FileSource>, Vec<String>) = match &o.source {
         Source::Sls(names) => (Arc::new(roots), names.clone()),
@@ -259,7 +262,7 @@ fn compile(
     let chunks = loader
         .compile(&o.saltenv, &names)
         .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<String>>())?;
-    Ok((chunks, files, exec))
+    Ok(Compiled { chunks, files, exec })
 }
 
 /// Renders, records and starts an orchestration; returns at once with its JID. A
@@ -272,7 +275,7 @@ pub async fn start(shared: &Arc<Shared>, o: Orchestration) -> Result<Started, Or
             .await
             .map_err(|e| OrchestrateError::Runtime(e.to_string()))?
     };
-    let (chunks, files, exec) = compiled.map_err(OrchestrateError::Compile)?;
+    let Compiled { chunks, files, exec } = compiled.map_err(OrchestrateError::Compile)?;
     let minion = MinionId::new(id.clone()).map_err(|e| OrchestrateError::Runtime(e.to_string()))?;
     let jid = shared.jids.next();
     let names = match &o.source {

@@ -496,7 +496,12 @@ impl Runner<'_, '_> {
             (result, changes, comment) = self.call(i, Some(&reqs), test);
         }
         if let Some(retry) = self.chunks[i].retry.clone() {
-            (result, changes, comment) = self.retry(i, &retry, (result, changes, comment), test);
+            let again;
+            ((result, changes, comment), again) = self.retry(i, &retry, (result, changes, comment), test);
+            // Like Salt, every attempt takes a run number; the result has the last.
+            for _ in 0..again {
+                run_num = self.take_run_num();
+            }
         }
         self.record(i, (result, changes, comment), start, t0, run_num);
         self.after(i);
@@ -504,9 +509,9 @@ impl Runner<'_, '_> {
     }
 
     /// Salt's `retry`: runs the function again while its result is not the one wanted,
-    /// each attempt's result and comment kept in the final comment. In test mode it
-    /// only says what would happen.
-    fn retry(&self, i: usize, retry: &Retry, first: Called, test: bool) -> Called {
+    /// each attempt's result and comment kept in the final comment; also says how many
+    /// more times it ran. In test mode it only says what would happen.
+    fn retry(&self, i: usize, retry: &Retry, first: Called, test: bool) -> (Called, usize) {
         let python = |r: Option<bool>| match r {
             Some(true) => "True",
             Some(false) => "False",
@@ -522,7 +527,7 @@ impl Runner<'_, '_> {
                 retry.attempts,
                 python(Some(retry.until))
             );
-            return (result, changes, comment);
+            return ((result, changes, comment), 0);
         }
         let mut current = first;
         let mut lines = Vec::new();
@@ -540,11 +545,12 @@ impl Runner<'_, '_> {
             current = self.call(i, None, false);
         }
         if lines.is_empty() {
-            return current;
+            return (current, 0);
         }
+        let again = lines.len();
         let (result, changes, last) = current;
         lines.push(last);
-        (result, changes, lines.join("\n"))
+        ((result, changes, lines.join("\n")), again)
     }
 
     /// Sleeps `seconds` between retries; `false` if the run was stopped meanwhile (a
