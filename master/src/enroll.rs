@@ -21,14 +21,19 @@ pub async fn serve(shared: Arc<Shared>) -> Result<impl Future<Output = ()>, Star
         .queue_subscribe(shared.cfg.subjects.enroll(), "brine-master".into())
         .await
         .map_err(|e| StartError::Connect { url: "enroll".into(), reason: e.to_string() })?;
+    // Requests are handled concurrently (a fleet enrolling at once waits on flushes
+    // and user reloads, which batch across requests); the registry decision for an
+    // id is taken under one lock, so two requests for the same id cannot both win.
+    let decide = Arc::new(std::sync::Mutex::new(()));
     Ok(async move {
         while let Some(msg) = sub.next().await {
-            handle(&shared, msg).await;
+            let (shared, decide) = (shared.clone(), decide.clone());
+            tokio::spawn(async move { handle(&shared, &decide, msg).await });
         }
     })
 }
 
-async fn handle(shared: &Shared, msg: async_nats::Message) {
+async fn handle(shared: &Arc<Shared>, decide: &Arc<std::sync::Mutex<()>>, msg: async_nats::Message) {
     let Some(reply) = msg.reply.clone() else {
         Stats::bump(&shared.stats.enroll_refused);
         return;
@@ -47,19 +52,35 @@ async fn handle(shared: &Shared, msg: async_nats::Message) {
         tracing::warn!(id = %req.id, "dropping enrollment request signed by a key other than the one it presents");
         return;
     }
-    let enrolled = match shared.registry.enroll(&req.id, req.key, shared.cfg.auto_accept) {
-        Ok(e) => e,
-        Err(e) => {
+    // The registry and its flush touch the disk: off the async threads.
+    let (work, decide, id, key) = (shared.clone(), decide.clone(), req.id.clone(), req.key);
+    let recorded = tokio::task::spawn_blocking(move || {
+        let enrolled = {
+            let _one_at_a_time = decide.lock().unwrap_or_else(|e| e.into_inner());
+            work.registry.enroll(&id, key, work.cfg.auto_accept)?
+        };
+        if enrolled.changed {
+            if let Err(e) = work.registry.flush() {
+                tracing::error!(error = %e, "cannot flush the key registry");
+            }
+        }
+        Ok::<_, crate::store::StoreError>(enrolled)
+    })
+    .await;
+    let enrolled = match recorded {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => {
             tracing::error!(id = %req.id, error = %e, "cannot record enrollment");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(id = %req.id, error = %e, "enrollment task failed");
             return;
         }
     };
     Stats::bump(&shared.stats.enroll_requests);
     let fp = Fingerprint::of_bytes(&req.key).to_string();
     if enrolled.changed {
-        if let Err(e) = shared.registry.flush() {
-            tracing::error!(error = %e, "cannot flush the key registry");
-        }
         let act = match enrolled.status {
             KeyStatus::Pending => "pend",
             KeyStatus::Accepted => "accept",
