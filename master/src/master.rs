@@ -74,6 +74,16 @@ pub struct Shared {
     pub orchestrations: crate::orchestrate::Running,
     pub(crate) active: Mutex<HashMap<Jid, ActiveJob>>,
     pub(crate) ctl_replay: Mutex<brine_proto::replay::ReplayWindow>,
+    /// Coalesces reloads of the embedded server's users (see [`Shared::sync_nats_users`]).
+    pub(crate) user_reloads: UserReloads,
+}
+
+/// Reload bookkeeping: how many reloads were asked for, and (under the lock, held
+/// while one runs) how many of those requests the last finished reload covers.
+#[derive(Default)]
+pub(crate) struct UserReloads {
+    requested: std::sync::atomic::AtomicU64,
+    covered: tokio::sync::Mutex<u64>,
 }
 
 impl Shared {
@@ -122,13 +132,34 @@ impl Shared {
         }
     }
 
-    /// Rewrites the embedded server's users from the registry and reloads it.
+    /// Rewrites the embedded server's users from the registry and reloads it; returns
+    /// once a reload that includes every registry change made before the call is done.
+    ///
+    /// Calls made while a reload runs wait for it and are then covered together by
+    /// one more: a fleet of 10 000 minions enrolling at once costs a few dozen
+    /// renders and reloads of the server's config, not 10 000 (each of which renders
+    /// every user).
     pub async fn sync_nats_users(&self) {
+        use std::sync::atomic::Ordering;
         let Some(embedded) = &self.embedded else {
             return;
         };
-        if let Err(e) = embedded.reload(self.users_section()).await {
-            tracing::error!(error = %e, "cannot reload the embedded NATS users");
+        let ticket = self.user_reloads.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut covered = self.user_reloads.covered.lock().await;
+        if *covered >= ticket {
+            return;
+        }
+        // Every request counted so far came after its registry change, so the
+        // users rendered now include them all.
+        let upto = self.user_reloads.requested.load(Ordering::Acquire);
+        let t0 = Instant::now();
+        let section = self.users_section();
+        match embedded.reload(section).await {
+            Ok(()) => {
+                tracing::debug!(requests = upto - *covered, took = ?t0.elapsed(), "reloaded the embedded NATS users");
+                *covered = upto;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reload the embedded NATS users"),
         }
     }
 
@@ -316,6 +347,7 @@ impl Master {
             orchestrations: crate::orchestrate::Running::default(),
             active: Mutex::new(HashMap::new()),
             ctl_replay: Mutex::new(brine_proto::replay::ReplayWindow::new()),
+            user_reloads: UserReloads::default(),
         });
 
         let ingest = crate::ingest::Ingest::setup(&shared).await?;
