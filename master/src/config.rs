@@ -78,6 +78,13 @@ pub struct RawConfig {
     /// The reactor: tag globs and their reaction files (see [`crate::reactor`]).
     #[serde(default)]
     pub reactor: crate::reactor::RawReactor,
+    /// The audit trail: keyword rules that raise `brine/audit/alert` (see [`crate::audit`]).
+    #[serde(default)]
+    pub audit: crate::audit::RawAudit,
+    /// Master schedules: `[schedule.<name>]` tables with `function`, `tgt`,
+    /// `tgt_type`, `args`, `kwargs` and when they run, as the minion's (docs/schedules.md).
+    #[serde(default)]
+    pub schedule: toml::Table,
 }
 
 /// An `[operators.NAME]` table.
@@ -237,6 +244,10 @@ pub struct MasterConfig {
     pub operators: std::collections::BTreeMap<String, crate::acl::NamedOperator>,
     /// The reactor's rules and limits.
     pub reactor: crate::reactor::ReactorConfig,
+    /// The audit trail's alert keywords.
+    pub audit: crate::audit::AuditConfig,
+    /// The master's schedule entries, each checked (timing and target).
+    pub schedule: brine_proto::Map,
 }
 
 /// How the master reaches NATS.
@@ -317,7 +328,6 @@ impl MasterConfig {
         };
         tracing_subscriber::EnvFilter::try_new(&raw.log_level)
             .map_err(|e| invalid("log_level", format!("{:?} is not a log level or filter: {e}", raw.log_level)))?;
-
         let subjects = Subjects::new(&raw.prefix).map_err(|e| invalid("prefix", e.to_string()))?;
         if raw.keep_jobs < Duration::from_secs(60) {
             return Err(invalid("keep_jobs", "must be at least 1m".into()));
@@ -390,8 +400,10 @@ impl MasterConfig {
         let file_roots = roots("file_roots", raw.file_roots, base).map_err(|m| invalid("file_roots", m))?;
         let pillar_roots = roots("pillar_roots", raw.pillar_roots, base).map_err(|m| invalid("pillar_roots", m))?;
         let operators = named_operators(raw.operators, &nodegroups, base).map_err(|(key, m)| invalid(&key, m))?;
+        let audit = crate::audit::AuditConfig::from_raw(raw.audit).map_err(|(key, m)| invalid(&key, m))?;
         let reactor =
             crate::reactor::ReactorConfig::from_raw(raw.reactor, base).map_err(|(key, m)| invalid(&key, m))?;
+        let schedule = crate::schedule::check_config(raw.schedule).map_err(|m| invalid("schedule", m))?;
         Ok(MasterConfig {
             path: path.map(Path::to_path_buf),
             data_dir: raw.data_dir,
@@ -408,6 +420,8 @@ impl MasterConfig {
             nodegroups,
             operators,
             reactor,
+            audit,
+            schedule,
         })
     }
 
@@ -486,6 +500,11 @@ fn named_operators(
                 at(""),
                 "admin is the master's local operator and always has every right; choose another name".into(),
             ));
+        }
+        if name == crate::schedule::USER {
+            // Scheduled jobs are recorded as user `schedule`: an operator of that name
+            // would read them all as its own.
+            return Err((at(""), "schedule is the user of scheduled jobs; choose another name".into()));
         }
         if name.is_empty()
             || name.len() > 64
@@ -650,6 +669,9 @@ mod packaged_defaults {
             "functions",
             "tag",
             "files",
+            "function",
+            "tgt",
+            "cron",
         ];
         let uncommented: String = text
             .lines()

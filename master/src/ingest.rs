@@ -117,6 +117,11 @@ fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Re
     if ret.id != minion || ret.jid.to_string() != jid_token {
         return Err(Drop::Malformed(format!("return for {} / {} on subject {subject}", ret.id, ret.jid)));
     }
+    if ret.schedule.is_some() {
+        // The minion's own scheduled run: filed by `adopt_scheduled` under a job of its
+        // own, never under the (minion-made) JID, so it can touch no other job.
+        return Ok(ret);
+    }
     let targeted = {
         let active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
         active.get(&ret.jid).map(|j| j.targets.contains(&minion))
@@ -132,6 +137,58 @@ fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Re
     Ok(ret)
 }
 
+/// The index of minions' scheduled runs: minion JID ‖ minion id → the master's JID.
+const SCHEDULED: &str = "scheduled_runs";
+
+/// Files a minion's scheduled return under a job the master records for it: user
+/// `schedule`, the minion's function and arguments, targeting that minion alone, with
+/// a JID the master issues (a minion cannot pick JIDs in the master's sequence, nor
+/// reach into another job). The same run delivered again maps to the same job, so it
+/// is stored once.
+fn adopt_scheduled(shared: &Shared, mut ret: Return) -> Result<Return, crate::store::StoreError> {
+    let index = shared.store.tree(SCHEDULED)?;
+    let mut key = ret.jid.to_be_bytes().to_vec();
+    key.extend_from_slice(ret.id.as_str().as_bytes());
+    let err = |source| crate::store::StoreError::Db { path: shared.cfg.db_path(), source };
+    if let Some(jid) = index.get(&key).map_err(err)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()) {
+        ret.jid = Jid::from_be_bytes(jid);
+        return Ok(ret);
+    }
+    let run = ret.schedule.clone().unwrap_or_else(|| brine_proto::msg::ScheduledRun {
+        name: String::new(),
+        arg: Vec::new(),
+        kwarg: Default::default(),
+    });
+    let jid = shared.jids.next();
+    let record = brine_proto::msg::JobRecord {
+        jid,
+        target: brine_proto::Target::List(vec![ret.id.to_string()]),
+        fun: ret.fun.clone(),
+        arg: run.arg,
+        kwarg: run.kwarg,
+        user: crate::schedule::USER.to_string(),
+        minions: vec![ret.id.clone()],
+        started_at: ret.started_at,
+    };
+    shared.store.put_job(&record)?;
+    index.insert(key, &jid.to_be_bytes()).map_err(err)?;
+    tracing::info!(minion = %ret.id, name = %run.name, %jid, fun = %ret.fun, "stored a scheduled run of a minion");
+    ret.jid = jid;
+    Ok(ret)
+}
+
+/// Forgets scheduled runs older than `before` (by the minion's JID) from the index.
+pub fn prune_scheduled(shared: &Shared, before: Jid) -> Result<usize, crate::store::StoreError> {
+    let index = shared.store.tree(SCHEDULED)?;
+    let err = |source| crate::store::StoreError::Db { path: shared.cfg.db_path(), source };
+    let old: Vec<sled::IVec> =
+        index.range(..before.to_be_bytes().to_vec()).keys().collect::<Result<_, _>>().map_err(err)?;
+    for k in &old {
+        index.remove(k).map_err(err)?;
+    }
+    Ok(old.len())
+}
+
 async fn process(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) {
     let work = shared.clone();
     let inputs: Vec<(String, bytes::Bytes)> = msgs.iter().map(|m| (m.subject.to_string(), m.payload.clone())).collect();
@@ -141,6 +198,7 @@ async fn process(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) {
         let mut good = Vec::with_capacity(inputs.len());
         for (subject, payload) in &inputs {
             match verify(&work, subject, payload, now) {
+                Ok(r) if r.schedule.is_some() => good.push(adopt_scheduled(&work, r)?),
                 Ok(r) => good.push(r),
                 Err(why) => count_drop(&work, subject, why),
             }

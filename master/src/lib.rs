@@ -33,6 +33,7 @@ pub mod presence;
 pub mod queue;
 pub mod reactor;
 pub mod rpc;
+pub mod schedule;
 pub mod shell;
 pub mod stats;
 pub mod store;

@@ -181,7 +181,14 @@ impl Shared {
     pub async fn prune_jobs_at(self: &Arc<Self>, now_micros: u64) {
         let cutoff = now_micros.saturating_sub(self.cfg.keep_jobs.as_micros() as u64);
         let me = self.clone();
-        match tokio::task::spawn_blocking(move || me.store.prune(Jid::from_micros(cutoff))).await {
+        let before = Jid::from_micros(cutoff);
+        match tokio::task::spawn_blocking(move || {
+            // A day of slack: the index is keyed by the minions' clocks.
+            let _ = crate::ingest::prune_scheduled(&me, Jid::from_micros(cutoff.saturating_sub(86_400_000_000)));
+            me.store.prune(before)
+        })
+        .await
+        {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(jobs = n, "pruned jobs older than keep_jobs"),
             Ok(Err(e)) => tracing::error!(error = %e, "cannot prune the job cache"),
@@ -354,12 +361,14 @@ impl Master {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(crate::events::serve(shared.clone()).await?));
         tasks.push(tokio::spawn(crate::reactor::serve(shared.clone())));
+        tasks.push(tokio::spawn(crate::audit::serve_shell(shared.clone())));
         tasks.push(tokio::spawn(crate::presence::watch_changes(shared.clone())));
         tasks.push(tokio::spawn(ingest.run(shared.clone())));
         tasks.push(tokio::spawn(crate::enroll::serve(shared.clone()).await?));
         tasks.push(tokio::spawn(crate::ctl::serve(shared.clone()).await?));
         tasks.push(tokio::spawn(crate::presence::serve(shared.clone()).await?));
         tasks.push(tokio::spawn(crate::rpc::serve(shared.clone()).await?));
+        tasks.push(tokio::spawn(crate::schedule::run(shared.clone())));
         let sweeper = shared.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));

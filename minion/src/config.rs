@@ -74,6 +74,11 @@ pub struct RawConfig {
     /// (docs/beacons.md).
     #[serde(default)]
     pub beacons: toml::Table,
+    /// Schedule entries: `[schedule.<name>]` tables with `function`, `args`, `kwargs`
+    /// and `seconds`/`minutes`/`hours`/`days`, `cron` or `once`, as Salt's
+    /// (docs/schedules.md).
+    #[serde(default)]
+    pub schedule: toml::Table,
     /// NATS connection options.
     #[serde(default)]
     pub nats: RawNats,
@@ -157,6 +162,8 @@ pub struct MinionConfig {
     pub grains: Map,
     /// The beacons of the config file, checked (module names, common options).
     pub beacons: Map,
+    /// The schedule entries of the config file, each checked.
+    pub schedule: Map,
     pub nats_auth: NatsAuth,
     /// A configured CA file for the master's NATS.
     pub tls_ca_file: Option<PathBuf>,
@@ -263,6 +270,12 @@ impl MinionConfig {
         let beacons: Map =
             serde_json::to_value(raw.beacons).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
         crate::beacons::check_config(&beacons).map_err(|m| invalid("beacons", m))?;
+        let schedule: Map =
+            serde_json::to_value(raw.schedule).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+        for (name, item) in &schedule {
+            let item = item.as_object().cloned().unwrap_or_default();
+            brine_proto::schedule::Entry::parse(name, &item, false).map_err(|e| invalid("schedule", e.to_string()))?;
+        }
         Ok(MinionConfig {
             path: path.map(Path::to_path_buf),
             id,
@@ -279,6 +292,7 @@ impl MinionConfig {
             log_format: raw.log_format,
             grains,
             beacons,
+            schedule,
             nats_auth,
             tls_ca_file: raw.tls.ca_file,
             tls_required,
@@ -288,6 +302,11 @@ impl MinionConfig {
     /// The minion's private key.
     pub fn key_path(&self) -> PathBuf {
         self.data_dir.join("minion.pem")
+    }
+
+    /// The schedule saved by `schedule.*` (Salt's `_schedule.conf`).
+    pub fn schedule_path(&self) -> PathBuf {
+        self.data_dir.join("schedule.json")
     }
 
     /// The pinned master key.
@@ -392,7 +411,7 @@ mod packaged_defaults {
     #[test]
     fn packaged_minion_toml_documents_the_defaults() {
         let text = include_str!("../../packaging/minion.toml");
-        let examples = ["id", "roles", "datacenter", "ca_file"];
+        let examples = ["id", "roles", "datacenter", "ca_file", "function", "hours", "splay"];
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {

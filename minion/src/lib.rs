@@ -13,6 +13,7 @@ pub mod files;
 pub mod logging;
 pub mod minion;
 pub mod replay;
+pub mod schedule;
 pub mod shell;
 pub mod spool;
 

@@ -109,6 +109,8 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     /// The beacons this minion runs (config file and run-time changes).
     beacons: crate::beacons::Beacons,
+    /// The schedule this minion runs (config file and run-time changes).
+    schedule: crate::schedule::MinionSchedule,
 }
 
 impl Shared {
@@ -227,6 +229,60 @@ impl Host for MinionHost {
         let sh = &self.0;
         let jid = jid.and_then(|j| j.parse::<Jid>().ok());
         sh.runtime.block_on(emit_event(sh, tag, data, jid))
+    }
+
+    fn schedule(&self) -> Result<Map, String> {
+        Ok(self.0.schedule.current())
+    }
+
+    fn saved_schedule(&self) -> Result<Map, String> {
+        self.0.schedule.saved()
+    }
+
+    fn change_schedule(&self, change: brine_states::exec::schedule::ScheduleChange) -> Result<Map, String> {
+        self.0.schedule.change(change)
+    }
+}
+
+/// Starts the scheduled runs as they come due, for the life of the minion (returns
+/// wait in the spool while the master is out of reach).
+async fn run_schedule(sh: Arc<Shared>) {
+    loop {
+        sh.schedule.wait().await;
+        for launch in sh.schedule.due(brine_proto::time::now_ms()) {
+            let run = sh.clone();
+            sh.spawn(async move { run_scheduled(&run, launch).await });
+        }
+    }
+}
+
+/// Runs one scheduled call as a job of this minion's own (user `schedule`, a JID the
+/// minion makes) and spools its signed return, marked as scheduled, for the master's
+/// job cache.
+async fn run_scheduled(sh: &Arc<Shared>, launch: brine_proto::schedule::Launch) {
+    let jid = sh.schedule.next_jid();
+    let job = Job {
+        stamp: Stamp::new(jid.to_string(), brine_proto::envelope::MAX_TTL),
+        jid,
+        target: brine_proto::Target::List(vec![sh.cfg.id.to_string()]),
+        fun: launch.function.clone(),
+        arg: launch.args.clone(),
+        kwarg: launch.kwargs.clone(),
+        user: "schedule".into(),
+        queued: false,
+    };
+    tracing::info!(%jid, name = %launch.name, fun = %launch.function, "running a scheduled job");
+    let mut ret = run_job(sh, job).await;
+    sh.schedule.finished(&launch.name);
+    ret.schedule = Some(brine_proto::msg::ScheduledRun { name: launch.name, arg: launch.args, kwarg: launch.kwargs });
+    let bytes = match seal(&ret, &sh.key) {
+        Ok(b) => b,
+        Err(e) => return tracing::error!(%jid, error = %e, "cannot seal a scheduled return"),
+    };
+    let disk = sh.clone();
+    match tokio::task::spawn_blocking(move || disk.spool.put(jid, &bytes)).await {
+        Ok(Ok(())) => {}
+        other => tracing::error!(%jid, result = ?other, "cannot spool a scheduled return; it is lost"),
     }
 }
 
@@ -402,6 +458,7 @@ impl Minion {
                 success: false,
                 started_at: job.started_at,
                 duration_ms: brine_proto::time::now_ms().saturating_sub(job.started_at),
+                schedule: None,
             };
             if let Ok(bytes) = seal(&ret, &key) {
                 spool.put(jid, &bytes).map_err(db_err)?;
@@ -416,6 +473,11 @@ impl Minion {
         let beacons = tokio::task::spawn_blocking(move || crate::beacons::Beacons::load(env, base))
             .await
             .map_err(|e| StartError::Beacons(e.to_string()))?;
+        let (schedule, warnings) =
+            crate::schedule::MinionSchedule::load(&cfg.schedule, cfg.schedule_path(), brine_proto::time::now_ms());
+        for w in warnings {
+            tracing::warn!("schedule: {w}; left out");
+        }
         let (status, _) = watch::channel(Status::Starting);
         let shared = Arc::new(Shared {
             workers: Arc::new(Semaphore::new(cfg.workers)),
@@ -440,9 +502,11 @@ impl Minion {
             drain_again: Default::default(),
             runtime: tokio::runtime::Handle::current(),
             beacons,
+            schedule,
         });
         let _ = shared.files.set(remote_files(&shared));
         shared.spawn(run_beacons(shared.clone()));
+        shared.spawn(run_schedule(shared.clone()));
         let task = tokio::spawn(run(shared.clone()));
         Ok(Minion { shared, task })
     }
@@ -769,7 +833,6 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
     drain_queue_soon(sh, &client, &js);
     let _ = sh.status.send_replace(Status::Connected);
     tracing::info!(master = %sh.cfg.master_url, "connected; taking jobs");
-    let mut tick = tokio::time::interval(sh.cfg.presence_interval);
     // Salt's minion start event, signed by this minion, once per session (a process
     // start, or a new session after the key was re-accepted).
     let starting = sh.clone();
@@ -785,6 +848,7 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
             tracing::warn!(error = %e, "cannot send the minion start event");
         }
     });
+    let mut tick = tokio::time::interval(sh.cfg.presence_interval);
     let mut first_connect = true;
     loop {
         tokio::select! {
@@ -1177,5 +1241,6 @@ async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
         success: retcode == 0,
         started_at,
         duration_ms: t0.elapsed().as_millis() as u64,
+        schedule: None,
     }
 }

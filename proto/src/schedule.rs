@@ -446,6 +446,13 @@ pub struct Schedule {
 /// Picks a splay in `[start, end]` seconds, as milliseconds.
 pub type Splay<'a> = &'a mut dyn FnMut(u64, u64) -> u64;
 
+/// A splay in `[start, end]` seconds, as milliseconds, from the OS's randomness.
+pub fn random_splay(start: u64, end: u64) -> u64 {
+    let mut b = [0u8; 8];
+    let r = getrandom::getrandom(&mut b).map(|()| u64::from_le_bytes(b)).unwrap_or(0);
+    start.saturating_mul(1000) + r % (end.saturating_sub(start).saturating_mul(1000) + 1)
+}
+
 impl Schedule {
     /// An empty, enabled schedule (`master`: entries run jobs on targets).
     pub fn new(master: bool) -> Schedule {
@@ -743,7 +750,7 @@ mod tests {
         assert!(s.due(NOW + 63_000, &mut sp).0.is_empty());
         assert_eq!(s.due(NOW + 64_000, &mut sp).0.len(), 1);
         assert_eq!(s.next_wake(), Some(NOW + 124_000), "the nominal time stays on the interval");
-        drop(sp);
+        // The closure's borrow of `asked` ends with its last use above.
         assert_eq!(asked, vec![(2, 8), (2, 8)]);
         let e = Entry::parse("s", &item(json!({"function": "a.b", "seconds": 1, "splay": 30})), false).unwrap();
         assert_eq!(e.splay, Some((0, 30)));

@@ -10,7 +10,6 @@ mod jobcontrol;
 mod jobs;
 mod keys;
 mod orchestrate;
-mod orchestrate;
 mod queue;
 mod schedule;
 mod security;
