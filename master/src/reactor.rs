@@ -218,7 +218,10 @@ pub fn plan_file(file: &Path, tag: &str, data: &Value, source: &str) -> Vec<Plan
         Err(e) => return fail(format!("reaction file {shown}, rendered: YAML error at {e}")),
     };
     let Some(entries) = node.as_map() else {
-        return fail(format!("reaction file {shown} must be a mapping of ids to reactions, not a {}", node.type_name()));
+        return fail(format!(
+            "reaction file {shown} must be a mapping of ids to reactions, not a {}",
+            node.type_name()
+        ));
     };
     let mut out = Vec::new();
     for (id, body) in entries {
@@ -232,7 +235,9 @@ pub fn plan_file(file: &Path, tag: &str, data: &Value, source: &str) -> Vec<Plan
         let Some(funcs) = body.as_map().filter(|m| m.len() == 1) else {
             out.push(planned(
                 String::new(),
-                PlannedAction::Error(format!("{name}: give exactly one function, e.g. local.cmd.run, with its arguments")),
+                PlannedAction::Error(format!(
+                    "{name}: give exactly one function, e.g. local.cmd.run, with its arguments"
+                )),
             ));
             continue;
         };
@@ -324,7 +329,9 @@ fn action_of(function: &str, mut args: Map) -> Result<Action, String> {
     match function {
         "runner.state.orchestrate" | "runner.state.orch" | "runner.state.orchestrate_single" => {
             let mods = match args.remove("mods").or_else(|| args.remove("arg")) {
-                Some(Value::String(s)) => s.split(',').map(str::trim).filter(|m| !m.is_empty()).map(String::from).collect(),
+                Some(Value::String(s)) => {
+                    s.split(',').map(str::trim).filter(|m| !m.is_empty()).map(String::from).collect()
+                }
                 Some(Value::Array(items)) => {
                     items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), String::from)).collect()
                 }
@@ -398,10 +405,8 @@ pub async fn serve(shared: Arc<Shared>) {
                 tag = %event.tag, source = %event.source, depth = event.depth,
                 "not reacting: the reaction chain reached reactor.max_depth (a reaction loop?)"
             );
-            let result = format!(
-                "not run: the event is {} reactions deep, reactor.max_depth is {}",
-                event.depth, cfg.max_depth
-            );
+            let result =
+                format!("not run: the event is {} reactions deep, reactor.max_depth is {}", event.depth, cfg.max_depth);
             let files: Vec<String> = cfg.files_for(&event.tag).map(|(_, f)| f.display().to_string()).collect();
             record(&shared, stopped(&event, files.join(", "), result));
             continue;
@@ -636,11 +641,17 @@ mod tests {
         let bad = |raw: RawReactor| ReactorConfig::from_raw(raw, base).unwrap_err().0;
         assert_eq!(bad(RawReactor { max_depth: 0, ..Default::default() }), "reactor.max_depth");
         assert_eq!(
-            bad(RawReactor { rules: vec![RawRule { tag: "a/[".into(), files: vec!["x".into()] }], ..Default::default() }),
+            bad(RawReactor {
+                rules: vec![RawRule { tag: "a/[".into(), files: vec!["x".into()] }],
+                ..Default::default()
+            }),
             "reactor.rules[0].tag"
         );
         let ok = ReactorConfig::from_raw(
-            RawReactor { rules: vec![RawRule { tag: "brine/minion/*/start".into(), files: vec!["r.sls".into()] }], ..Default::default() },
+            RawReactor {
+                rules: vec![RawRule { tag: "brine/minion/*/start".into(), files: vec!["r.sls".into()] }],
+                ..Default::default()
+            },
             base,
         )
         .unwrap();

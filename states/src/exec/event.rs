@@ -37,7 +37,10 @@ fn event_data(ctx: &Context, a: SendArgs) -> Result<Map, CallError> {
             Value::Null | Value::Bool(false) => continue,
             Value::Bool(true) => Value::Object((**all).clone()),
             Value::Array(keys) => Value::Object(
-                keys.iter().filter_map(|k| k.as_str()).filter_map(|k| all.get(k).map(|v| (k.to_string(), v.clone()))).collect(),
+                keys.iter()
+                    .filter_map(|k| k.as_str())
+                    .filter_map(|k| all.get(k).map(|v| (k.to_string(), v.clone())))
+                    .collect(),
             ),
             other => return Err(CallError::failed(format!("with_{key} must be True or a list of keys, not {other}"))),
         };

@@ -40,9 +40,12 @@ async fn brine_events_sees_minion_events_and_job_events() {
     let master = TestMaster::start(MasterOpts::default()).await;
     let _a = accepted(&master, "a").await;
 
-    let (events, run) =
-        follow_while(&master, &["--count", "1", "myapp/*"], master.cli(&["run", "a", "event.send", "myapp/hello", "{x: 1}"]))
-            .await;
+    let (events, run) = follow_while(
+        &master,
+        &["--count", "1", "myapp/*"],
+        master.cli(&["run", "a", "event.send", "myapp/hello", "{x: 1}"]),
+    )
+    .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("True"), "{run:?}");
     assert_eq!(events.code, 0, "{events:?}");
@@ -151,15 +154,27 @@ again:
     - data: {n: {{ n }}}
 ";
 
+/// A loop through a minion: the reaction makes the minion send the event again.
+const MINION_LOOP: &str = "\
+again:
+  local.event.send:
+    - tgt: {{ data['id'] }}
+    - arg:
+      - mloop/next
+";
+
 fn reactor_master_opts(dir: &std::path::Path) -> MasterOpts {
-    std::fs::write(dir.join("react.sls"), REACT).unwrap();
-    std::fs::write(dir.join("loop.sls"), LOOP).unwrap();
+    let file = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap();
+        dir.join(name).display().to_string()
+    };
     MasterOpts {
         extra: format!(
             "[reactor]\nmax_depth = 3\n[[reactor.rules]]\ntag = \"myapp/deploy\"\nfiles = [{:?}]\n\
-             [[reactor.rules]]\ntag = \"loop/*\"\nfiles = [{:?}]\n",
-            dir.join("react.sls").display().to_string(),
-            dir.join("loop.sls").display().to_string()
+             [[reactor.rules]]\ntag = \"loop/*\"\nfiles = [{:?}]\n[[reactor.rules]]\ntag = \"mloop/*\"\nfiles = [{:?}]\n",
+            file("react.sls", REACT),
+            file("loop.sls", LOOP),
+            file("mloop.sls", MINION_LOOP),
         ),
         ..Default::default()
     }
@@ -181,7 +196,10 @@ async fn a_minion_event_makes_the_reactor_run_a_job_and_loops_stop_at_the_limit(
     assert!(test.stdout.contains("reacted to myapp/deploy"), "{}", test.stdout);
     let list = master.cli(&["reactor", "list"]).await;
     assert!(list.stdout.contains("myapp/deploy") && list.stdout.contains("react.sls"), "{list:?}");
-    assert_eq!(master.cli(&["reactor", "test", "nothing/here"]).await.stdout.trim(), "No reaction matches nothing/here.");
+    assert_eq!(
+        master.cli(&["reactor", "test", "nothing/here"]).await.stdout.trim(),
+        "No reaction matches nothing/here."
+    );
 
     // A minion's event → a job on that minion → its return in the job cache.
     let sent = master.cli(&["run", "a", "event.send", "myapp/deploy"]).await;
@@ -237,4 +255,68 @@ async fn a_minion_event_makes_the_reactor_run_a_job_and_loops_stop_at_the_limit(
     assert_eq!(looped.len(), 4, "{looped:?}");
     assert!(!looped[0].ok && looped[0].tag == "loop/3" && looped[0].result.contains("max_depth"), "{:?}", looped[0]);
     assert!(looped[1..].iter().all(|r| r.ok), "{looped:?}");
+
+    // The same through a minion: its event.send inside a reaction's job carries the
+    // job's JID, so the chain is followed and stops too.
+    let before = m.stats();
+    assert_eq!(master.cli(&["run", "a", "event.send", "mloop/start"]).await.code, 0);
+    assert!(
+        eventually(Duration::from_secs(20), || m.stats().reactions_loop_stopped - before.reactions_loop_stopped == 1)
+            .await,
+        "{:?}",
+        m.stats()
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(m.stats().reactions_run - before.reactions_run, 3);
+    let jobs = master.cli(&["job", "list", "--function", "event.send", "--out", "json"]).await;
+    let by_reactor = jobs.stdout.matches("\"reactor\"").count();
+    assert_eq!(by_reactor, 3, "{jobs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minion_start_presence_and_state_events_reach_subscribers() {
+    let master = TestMaster::start(MasterOpts::default()).await;
+    let mut bus = master.master().shared().subscribe();
+    let a = accepted(&master, "a").await;
+    let mut tags = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !(tags.iter().any(|t| t == "brine/minion/a/start") && tags.iter().any(|t| t == "brine/presence/change")) {
+        match tokio::time::timeout_at(deadline, bus.recv()).await {
+            Ok(Ok(ev)) => {
+                if ev.tag == "brine/minion/a/start" {
+                    assert_eq!(ev.source, "a", "signed by the minion");
+                    assert_eq!(ev.data["id"], "a");
+                }
+                if ev.tag == "brine/presence/change" {
+                    assert_eq!(ev.data["new"], json!(["a"]));
+                }
+                tags.push(ev.tag.clone());
+            }
+            other => panic!("{other:?}; saw {tags:?}"),
+        }
+    }
+    assert!(tags.iter().any(|t| t == "brine/auth"), "{tags:?}");
+    assert!(tags.iter().any(|t| t == "brine/key/accept"), "{tags:?}");
+
+    // Salt's event.send state: changes {tag, data}; test mode sends nothing.
+    let (events, run) = follow_while(
+        &master,
+        &["--count", "1", "myapp/*"],
+        master.cli(&["run", "a", "state.single", "event.send", "name=myapp/state", "data={k: v}", "--out", "json"]),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let ret: Value = serde_json::from_str(&run.stdout).unwrap();
+    let state = ret["a"].as_object().unwrap().values().next().unwrap().clone();
+    assert_eq!(state["result"], true, "{state}");
+    assert_eq!(state["comment"], "Event fired");
+    assert_eq!(state["changes"], json!({"tag": "myapp/state", "data": {"k": "v"}}));
+    assert_eq!(json_lines(&events.stdout)[0]["data"], json!({"k": "v"}));
+    let test =
+        master.cli(&["run", "a", "state.single", "event.send", "name=myapp/t", "test=True", "--out", "json"]).await;
+    let ret: Value = serde_json::from_str(&test.stdout).unwrap();
+    let state = ret["a"].as_object().unwrap().values().next().unwrap().clone();
+    assert_eq!(state["result"], Value::Null, "{state}");
+    assert_eq!(state["comment"], "Event would have been fired");
+    drop(a);
 }
