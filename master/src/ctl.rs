@@ -500,6 +500,10 @@ fn active_jobs(shared: &Shared) -> CtlResult {
             }
         }
     }
+    // Orchestrations, however long they have been running.
+    for jid in shared.orchestrations.jids() {
+        running.entry(jid).or_default();
+    }
     let mut out = Vec::new();
     for (jid, mut minions) in running.into_iter().rev() {
         let (Ok(Some(job)), Ok(counts)) = (shared.store.job(jid), shared.store.counts(jid)) else { continue };

@@ -131,9 +131,9 @@ impl Running {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&jid);
     }
 
-    /// Whether `jid` is an orchestration running now.
-    pub fn contains(&self, jid: Jid) -> bool {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&jid)
+    /// The orchestrations running now.
+    pub fn jids(&self) -> Vec<Jid> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
 }
 

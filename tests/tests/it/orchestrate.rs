@@ -171,8 +171,13 @@ async fn retry_fail_minions_state_steps_and_exit_codes() {
         ("hello.sls", "hi:\n  test.succeed_with_changes\n"),
         ("orch/ok.sls", "one:\n  brine.function:\n    - name: test.ping\n    - tgt: 'web*'\n"),
         ("orch/broken.sls", "one:\n  brine.function:\n    - name: test.ping\n    - tgt: [unclosed\n"),
+        ("orch/all.sls", "all:\n  brine.function:\n    - name: test.ping\n    - tgt: '*'\n"),
+        (
+            "orch/slow.sls",
+            "slow:\n  brine.function:\n    - name: cmd.run\n    - tgt: web1\n    - arg: ['sleep 5']\n    - timeout: 1\n",
+        ),
     ];
-    let (_trees, master, _minions) = fleet(&files).await;
+    let (_trees, master, mut minions) = fleet(&files).await;
 
     // Test mode runs no function: every function step would run; states run with test=True.
     let out = master.cli(&["orchestrate", "orch.retry", "--test", "--out", "json"]).await;
@@ -227,6 +232,22 @@ async fn retry_fail_minions_state_steps_and_exit_codes() {
     let out = master.cli(&["orchestrate", "orch.ok", "--pillar", "[1, 2]"]).await;
     assert_eq!(out.code, 64, "{out:?}");
     assert_eq!(jobs_of(&master, "state.orchestrate").await.len(), 4, "refused runs leave no job");
+
+    // Minions that do not return fail the step: past its timeout, or gone.
+    let out = master.cli(&["orchestrate", "orch.slow", "--out", "json"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let s = steps(&json_of(&out));
+    assert!(s["slow"]["comment"].as_str().unwrap().contains("Minions that did not return: web1."), "{}", s["slow"]);
+    minions[1].stop().await;
+    let started = Instant::now();
+    let out = master.cli(&["orchestrate", "orch.all", "--out", "json"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the master gave up on db1");
+    let s = steps(&json_of(&out));
+    assert_eq!(s["all"]["changes"]["ret"], json!({"web1": true}));
+    let comment = s["all"]["comment"].as_str().unwrap();
+    assert!(comment.starts_with("Running function test.ping failed on minions: db1"), "{comment}");
+    assert!(comment.contains("Minions that did not return: db1."), "{comment}");
 }
 
 const SLOW: &str = "\

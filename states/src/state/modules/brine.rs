@@ -596,6 +596,22 @@ mod tests {
     }
 
     #[test]
+    fn on_a_minion_the_steps_fail_saying_where_they_belong() {
+        let ctx = crate::exec::Context::default();
+        let mut kw = Map::new();
+        kw.insert("fun".into(), json!("salt.function"));
+        kw.insert("name".into(), json!("test.ping"));
+        kw.insert("tgt".into(), json!("*"));
+        let out = crate::exec::call("state.single", &ctx, vec![], kw).unwrap();
+        let state = &out.ret["salt_|-test.ping_|-test.ping_|-function"];
+        assert_eq!(state["result"], json!(false));
+        assert_eq!(
+            state["comment"],
+            json!("salt.function runs only in an orchestration on the master (brine orchestrate), not in a state run on a minion")
+        );
+    }
+
+    #[test]
     fn tags_match_as_globs() {
         assert!(tag_matches("brine/minion/*/start", "brine/minion/web1/start"));
         assert!(tag_matches("deploy/done", "deploy/done"));
