@@ -1,5 +1,8 @@
 //! The audit log: one JSON document a line in `<data_dir>/audit.log` for every
-//! operator request the master receives, carried out or refused.
+//! operator request the master receives, carried out or refused, and for every
+//! command typed in an interactive shell on a minion that its audit beacon ships
+//! (`op: "shell"`, see [`ShellEntry`]). Keyword rules (`[audit] alert`) raise a
+//! `brine/audit/alert` event for either; [`query`] reads the log for `brine audit`.
 //!
 //! Lines are appended with one `write` on a file opened in append mode, so they never
 //! interleave. A failing write is logged and otherwise ignored: the audit log never
@@ -48,6 +51,15 @@ impl AuditLog {
 
     /// Appends one line.
     pub fn record(&self, entry: &Entry) {
+        self.append(entry, &entry.op);
+    }
+
+    /// Appends the line of a command typed in a shell on a minion.
+    pub fn record_shell(&self, entry: &ShellEntry) {
+        self.append(entry, "shell");
+    }
+
+    fn append(&self, entry: &impl Serialize, op: &str) {
         let mut line = match serde_json::to_vec(entry) {
             Ok(l) => l,
             Err(e) => {
@@ -65,7 +77,7 @@ impl AuditLog {
             None => Err(std::io::Error::other("the file could not be opened")),
         };
         if let Err(e) = written {
-            tracing::error!(path = %self.path.display(), error = %e, op = entry.op, "cannot write the audit log");
+            tracing::error!(path = %self.path.display(), error = %e, op, "cannot write the audit log");
             // Reopen next time: the file may have been removed or its disk replaced.
             *file = None;
         }
@@ -138,7 +150,8 @@ impl Entry {
             | CtlOp::JobList(_)
             | CtlOp::JobActive
             | CtlOp::MinionList
-            | CtlOp::ReactorHistory { .. } => {}
+            | CtlOp::ReactorHistory { .. }
+            | CtlOp::AuditQuery(_) => {}
         }
         entry
     }
@@ -224,6 +237,282 @@ pub fn mask_in_maps(v: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(mask_in_maps).collect()),
         other => other.clone(),
     }
+}
+
+/// The line of a command typed in an interactive shell on a minion, shipped by its
+/// audit beacon (an event signed by the minion and verified by the master's bus).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShellEntry {
+    /// When the master recorded it (RFC 3339, UTC).
+    pub time: String,
+    /// Always `shell`.
+    pub op: &'static str,
+    /// The minion that shipped it (whose key signed the event).
+    pub minion: String,
+    /// The user who typed it: the owner of the spool file the minion read.
+    pub user: String,
+    pub uid: Option<u64>,
+    pub tty: String,
+    /// The shell's working directory when the command ended.
+    pub cwd: String,
+    pub pid: Option<u64>,
+    /// When it was typed, by the minion's clock (RFC 3339), if the hook said.
+    pub typed_at: Option<String>,
+    pub command: String,
+}
+
+impl ShellEntry {
+    /// The entry for a verified bus event, if it is an audit beacon's command:
+    /// tag `brine/beacon/<source>/<beacon>/command` with a `command` in its data.
+    pub fn from_event(source: &str, tag: &str, data: &Value) -> Option<ShellEntry> {
+        let parts: Vec<&str> = tag.split('/').collect();
+        if parts.len() != 5 || parts[0] != "brine" || parts[1] != "beacon" || parts[2] != source || parts[4] != "command"
+        {
+            return None;
+        }
+        let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+        let command = text("command")?;
+        let user = text("user")?;
+        let typed_at = data
+            .get("time")
+            .and_then(Value::as_u64)
+            .filter(|s| *s < 1 << 40)
+            .map(|s| brine_proto::time::Civil::from_unix_micros(s * 1_000_000).to_string());
+        Some(ShellEntry {
+            time: brine_proto::time::Civil::from_unix_micros(brine_proto::time::now_micros()).to_string(),
+            op: "shell",
+            minion: source.to_string(),
+            user,
+            uid: data.get("uid").and_then(Value::as_u64),
+            tty: text("tty").unwrap_or_default(),
+            cwd: text("cwd").unwrap_or_default(),
+            pid: data.get("pid").and_then(Value::as_u64),
+            typed_at,
+            command,
+        })
+    }
+}
+
+/// Keyword rules used when the master's config has no `[audit] alert`.
+pub const DEFAULT_ALERTS: &[&str] =
+    &["rm -rf /", "rm -fr /", "rm -rf /*", "mkfs", "iptables -F", "iptables --flush", "chmod -R 777 /"];
+
+/// The `[audit]` table of the master's config.
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Keywords that raise `brine/audit/alert` when an operator request or a shell
+    /// command contains them (as whole words). Default: [`DEFAULT_ALERTS`]; `[]`
+    /// turns alerts off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<Vec<String>>,
+}
+
+/// The audit settings the master uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    /// The alert keywords.
+    pub alert: Vec<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { alert: DEFAULT_ALERTS.iter().map(|s| s.to_string()).collect() }
+    }
+}
+
+impl AuditConfig {
+    /// Checks the `[audit]` table; an error names the key.
+    pub fn from_raw(raw: RawAudit) -> Result<AuditConfig, (String, String)> {
+        let Some(alert) = raw.alert else { return Ok(AuditConfig::default()) };
+        if let Some(bad) = alert.iter().find(|k| k.trim().is_empty()) {
+            return Err(("audit.alert".into(), format!("{bad:?} is not a keyword (an empty rule would match everything)")));
+        }
+        Ok(AuditConfig { alert })
+    }
+}
+
+fn word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Whether `text` contains `keyword` as whole words: not glued to a word before it,
+/// nor to a word (or, after a trailing `/`, to a path) after it. So `rm -rf /` is
+/// found in `sudo rm -rf / ` and `rm -rf /*` but not in `rm -rf /tmp/x`, and `mkfs`
+/// in `/sbin/mkfs.ext4 /dev/sdb` but not in `mkfsx`.
+pub fn contains_keyword(text: &str, keyword: &str) -> bool {
+    let (Some(first), Some(last)) = (keyword.chars().next(), keyword.chars().next_back()) else { return false };
+    text.match_indices(keyword).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + keyword.len()..].chars().next();
+        let ok_before = !(word_char(first) && before.is_some_and(word_char));
+        let ok_after = if word_char(last) {
+            !after.is_some_and(word_char)
+        } else if last == '/' {
+            !after.is_some_and(|c| word_char(c) || c == '.' || c == '-')
+        } else {
+            true
+        };
+        ok_before && ok_after
+    })
+}
+
+/// The first rule `text` sets off.
+pub fn matching_rule<'a>(rules: &'a [String], text: &str) -> Option<&'a str> {
+    rules.iter().map(String::as_str).find(|r| contains_keyword(text, r))
+}
+
+/// What an operator request says, as the alert rules see it: the function, then
+/// each argument (strings as they are, the rest as JSON), then `key=value`s.
+fn request_text(entry: &Entry) -> Option<String> {
+    let fun = entry.fun.as_ref()?;
+    let word = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut parts = vec![fun.clone()];
+    parts.extend(entry.arg.iter().flatten().map(word));
+    parts.extend(entry.kwarg.iter().flatten().map(|(k, v)| format!("{k}={}", word(v))));
+    Some(parts.join(" "))
+}
+
+/// Raises `brine/audit/alert` if an operator's job request sets off a keyword rule
+/// (carried out or refused: an attempt is worth knowing about too).
+pub async fn alert_on_request(shared: &crate::master::Shared, entry: &Entry) {
+    let Some(text) = request_text(entry) else { return };
+    let Some(rule) = matching_rule(&shared.cfg.audit.alert, &text) else { return };
+    tracing::warn!(operator = %entry.operator, rule, "audit alert: an operator request matches a keyword rule");
+    let data = serde_json::json!({
+        "source": "operator",
+        "rule": rule,
+        "operator": entry.operator,
+        "target": entry.target,
+        "fun": entry.fun,
+        "arg": entry.arg,
+        "kwarg": entry.kwarg,
+        "jid": entry.jid,
+        "result": entry.result,
+        "time": entry.time,
+    });
+    shared.emit(ALERT_TAG, data).await;
+}
+
+/// The tag of audit alerts.
+pub const ALERT_TAG: &str = "brine/audit/alert";
+
+/// Records the commands that minions' audit beacons ship, from the verified event
+/// bus, in the audit log, and raises `brine/audit/alert` for those that set off a
+/// keyword rule. Subscribes before returning, so no event after it is missed.
+pub fn serve_shell(shared: std::sync::Arc<crate::master::Shared>) -> impl std::future::Future<Output = ()> {
+    let mut rx = shared.subscribe();
+    async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::error!(missed = n, "the audit trail fell behind the event bus; shell commands were not recorded");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let Some(entry) = ShellEntry::from_event(&ev.source, &ev.tag, &ev.data) else { continue };
+            shared.audit.record_shell(&entry);
+            if let Some(rule) = matching_rule(&shared.cfg.audit.alert, &entry.command) {
+                tracing::warn!(minion = %entry.minion, user = %entry.user, rule, "audit alert: a shell command matches a keyword rule");
+                let mut data = serde_json::to_value(&entry).unwrap_or_default();
+                data["source"] = Value::String("shell".into());
+                data["rule"] = Value::String(rule.to_string());
+                shared.emit(ALERT_TAG, data).await;
+            }
+        }
+    }
+}
+
+/// Every string and number inside a value, one per line, for `--grep`.
+fn flat_text(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(a) => a.iter().for_each(|v| flat_text(v, out)),
+        Value::Object(m) => m.values().for_each(|v| flat_text(v, out)),
+        Value::Number(n) => {
+            out.push_str(&n.to_string());
+            out.push('\n');
+        }
+        _ => {}
+    }
+}
+
+fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("{pattern:?} is not a glob: {e}"))
+}
+
+/// The lines of the audit log at `path` that `filter` selects, oldest first (the
+/// newest `limit`). `job_minions` tells which minions a job targeted, for
+/// `--minion` on operator lines. Lines that are not JSON are skipped.
+pub fn query(
+    path: &Path,
+    filter: &brine_proto::msg::AuditFilter,
+    job_minions: impl Fn(Jid) -> Option<Vec<String>>,
+) -> Result<Vec<Value>, String> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read the audit log {}: {e}", path.display())),
+    };
+    let user = filter.user.as_deref().map(glob).transpose()?;
+    let minion = filter.minion.as_deref().map(glob).transpose()?;
+    let since = filter.since_ms.map(|ms| brine_proto::time::Civil::from_unix_micros(ms.saturating_mul(1000)).to_string());
+    let grep = filter.grep.as_ref().map(|g| g.to_lowercase());
+    let limit = filter.limit.clamp(1, 100_000);
+    let mut out = std::collections::VecDeque::new();
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(v) = serde_json::from_slice::<Value>(line) else { continue };
+        let field = |k: &str| v.get(k).and_then(Value::as_str);
+        // Times are fixed-width RFC 3339: text order is time order.
+        if let (Some(since), Some(time)) = (&since, field("time")) {
+            if time < since.as_str() {
+                continue;
+            }
+        }
+        if let Some(user) = &user {
+            let who = if field("op") == Some("shell") { field("user") } else { field("operator") };
+            if !who.is_some_and(|w| user.is_match(w)) {
+                continue;
+            }
+        }
+        if let Some(minion) = &minion {
+            let hit = if field("op") == Some("shell") {
+                field("minion").is_some_and(|m| minion.is_match(m))
+            } else {
+                field("jid")
+                    .and_then(|j| j.parse::<Jid>().ok())
+                    .and_then(&job_minions)
+                    .is_some_and(|ms| ms.iter().any(|m| minion.is_match(m)))
+            };
+            if !hit {
+                continue;
+            }
+        }
+        if let Some(grep) = &grep {
+            let mut all = String::new();
+            flat_text(&v, &mut all);
+            if !all.to_lowercase().contains(grep.as_str()) {
+                continue;
+            }
+        }
+        out.push_back(v);
+        if out.len() > limit {
+            out.pop_front();
+        }
+    }
+    Ok(out.into())
 }
 
 #[cfg(test)]
@@ -312,4 +601,81 @@ mod tests {
         let gone = AuditLog::open(dir.path().join("no/such/dir/audit.log"));
         gone.record(&Entry::unreadable("run", "x"));
     }
+
+    #[test]
+    fn keyword_rules_match_whole_words() {
+        for (text, kw, hit) in [
+            ("cmd.run rm -rf /", "rm -rf /", true),
+            ("sudo rm -rf / --no-preserve-root", "rm -rf /", true),
+            ("rm -rf /tmp/x", "rm -rf /", false),
+            ("rm -rf /*", "rm -rf /*", true),
+            ("/sbin/mkfs.ext4 /dev/sdb", "mkfs", true),
+            ("echo mkfsx", "mkfs", false),
+            ("iptables -F", "iptables -F", true),
+            ("iptables -FORWARD", "iptables -F", false),
+        ] {
+            assert_eq!(contains_keyword(text, kw), hit, "{text:?} / {kw:?}");
+        }
+        let rules = AuditConfig::default().alert;
+        assert_eq!(matching_rule(&rules, "cmd.run mkfs.xfs /dev/vdb"), Some("mkfs"));
+        assert_eq!(matching_rule(&rules, "cmd.run ls"), None);
+        assert!(AuditConfig::from_raw(RawAudit { alert: Some(vec![" ".into()]) }).is_err());
+        assert_eq!(AuditConfig::from_raw(RawAudit { alert: Some(vec![]) }).unwrap().alert, Vec::<String>::new());
+    }
+
+    #[test]
+    fn shell_commands_come_only_from_the_minions_own_audit_tags() {
+        let data = json!({"user": "bob", "uid": 1000, "tty": "/dev/pts/1", "cwd": "/home/bob", "time": 1700000000,
+                          "pid": 42, "command": "ls", "id": "m1"});
+        let e = ShellEntry::from_event("m1", "brine/beacon/m1/audit/command", &data).unwrap();
+        assert_eq!((e.minion.as_str(), e.user.as_str(), e.command.as_str()), ("m1", "bob", "ls"));
+        assert_eq!(e.typed_at.as_deref(), Some("2023-11-14T22:13:20.000000Z"));
+        assert!(ShellEntry::from_event("m2", "brine/beacon/m1/audit/command", &data).is_none());
+        assert!(ShellEntry::from_event("m1", "brine/beacon/m1/log/other", &data).is_none());
+        assert!(ShellEntry::from_event("m1", "brine/beacon/m1/log/command", &json!({"raw": "x"})).is_none());
+    }
+
+    #[test]
+    fn query_filters_by_user_minion_time_and_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path().join("audit.log"));
+        let jid: Jid = "20240102030405060708".parse().unwrap();
+        let mut old = Entry::new("alice", None, &run(vec![json!("rm -rf /tmp/x")], json!({}))).accepted(Some(jid), Some(1));
+        old.time = "2020-01-01T00:00:00.000000Z".into();
+        log.record(&old);
+        log.record(&Entry::new("bob", None, &CtlOp::KeyList).accepted(None, None));
+        let shell = ShellEntry::from_event(
+            "web1",
+            "brine/beacon/web1/audit/command",
+            &json!({"user": "carol", "command": "echo \"Quoted\"", "cwd": "/"}),
+        )
+        .unwrap();
+        log.record_shell(&shell);
+        std::fs::OpenOptions::new().append(true).open(log.path()).unwrap().write_all(b"garbage\n").unwrap();
+        let q = |f: brine_proto::msg::AuditFilter| {
+            query(log.path(), &brine_proto::msg::AuditFilter { limit: if f.limit == 0 { 100 } else { f.limit }, ..f }, |j| {
+                (j == jid).then(|| vec!["web1".to_string()])
+            })
+            .unwrap()
+        };
+        let ops = |lines: Vec<Value>| -> Vec<String> {
+            lines.iter().map(|l| l["operator"].as_str().or(l["user"].as_str()).unwrap().to_string()).collect()
+        };
+        assert_eq!(ops(q(Default::default())), ["alice", "bob", "carol"]);
+        assert_eq!(ops(q(brine_proto::msg::AuditFilter { user: Some("?ob".into()), ..Default::default() })), ["bob"]);
+        assert_eq!(
+            ops(q(brine_proto::msg::AuditFilter { minion: Some("web*".into()), ..Default::default() })),
+            ["alice", "carol"]
+        );
+        assert_eq!(
+            ops(q(brine_proto::msg::AuditFilter { grep: Some("\"quoted\"".into()), ..Default::default() })),
+            ["carol"]
+        );
+        let since = brine_proto::time::now_ms() - 60_000;
+        assert_eq!(ops(q(brine_proto::msg::AuditFilter { since_ms: Some(since), ..Default::default() })), ["bob", "carol"]);
+        assert_eq!(ops(q(brine_proto::msg::AuditFilter { limit: 1, ..Default::default() })), ["carol"]);
+        let bad = query(log.path(), &brine_proto::msg::AuditFilter { user: Some("[".into()), ..Default::default() }, |_| None);
+        assert!(bad.unwrap_err().contains("glob"));
+    }
+
 }

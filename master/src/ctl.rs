@@ -88,8 +88,10 @@ async fn handle(shared: &Arc<Shared>, msg: async_nats::Message) {
         CtlOp::Run(run) => match prepare_job(shared, operator, rights, run) {
             Ok(job) => {
                 // Recorded before anything runs: no job without its audit line.
-                shared.audit.record(&entry.accepted(Some(job.job.jid), Some(job.minions.len())));
+                let entry = entry.accepted(Some(job.job.jid), Some(job.minions.len()));
+                shared.audit.record(&entry);
                 publish_job(shared, operator, Some(&reply), &request, job).await;
+                audit::alert_on_request(shared, &entry).await;
             }
             Err((e, minions)) => {
                 if e.kind == CtlErrorKind::Denied {
@@ -100,6 +102,7 @@ async fn handle(shared: &Arc<Shared>, msg: async_nats::Message) {
                 entry.minions = minions;
                 shared.audit.record(&entry);
                 answer(shared, &reply, &request, CtlResult::Error(e)).await;
+                audit::alert_on_request(shared, &entry).await;
             }
         },
         op => {
@@ -175,6 +178,10 @@ fn permitted(shared: &Shared, operator: &str, rights: Rights<'_>, op: &CtlOp) ->
                  send them, to try reactions)"
             )))
         }
+        CtlOp::AuditQuery(_) if !rights.jobs() => Err(denied(format!(
+            "operator {operator} may not read the audit log (operators.{operator}.jobs is not set in the master's \
+             config)"
+        ))),
         CtlOp::JobShow { .. }
         | CtlOp::JobList(_)
         | CtlOp::JobActive
@@ -269,6 +276,15 @@ async fn serve_op(shared: &Arc<Shared>, operator: &str, rights: Rights<'_>, op: 
             match crate::orchestrate::control(shared, operator, jid, action) {
                 Ok(words) => CtlResult::JobControlled(words),
                 Err(e) => CtlResult::Error(e),
+            }
+        }
+        CtlOp::AuditQuery(filter) => {
+            let store = &shared.store;
+            let job_minions =
+                |jid| store.job(jid).ok().flatten().map(|j| j.minions.iter().map(|m| m.to_string()).collect());
+            match audit::query(shared.audit.path(), &filter, job_minions) {
+                Ok(lines) => CtlResult::Audit(lines),
+                Err(e) => error(CtlErrorKind::BadRequest, e),
             }
         }
         CtlOp::ReactorHistory { limit } => match crate::reactor::history(shared, limit.clamp(1, 100_000)) {

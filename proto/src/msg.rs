@@ -228,6 +228,27 @@ pub enum CtlOp {
     Orchestrate(OrchestrateRequest),
     /// Pause, resume or abort a running orchestration.
     JobControl { jid: Jid, action: JobAction },
+    /// Lines of the master's audit log (`brine audit`).
+    AuditQuery(AuditFilter),
+}
+
+/// Which audit log lines `brine audit` shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// At most this many (the newest), oldest first.
+    pub limit: usize,
+    /// Only lines of this operator or shell user (a glob).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Only shell commands typed on, and jobs that targeted, these minions (a glob).
+    #[serde(default)]
+    pub minion: Option<String>,
+    /// Only lines recorded at or after this Unix millisecond.
+    #[serde(default)]
+    pub since_ms: Option<u64>,
+    /// Only lines containing this text (any case).
+    #[serde(default)]
+    pub grep: Option<String>,
 }
 
 /// `brine orchestrate`: which file, with what.
@@ -300,6 +321,7 @@ impl CtlOp {
             CtlOp::ReactorHistory { .. } => "reactor.history",
             CtlOp::Orchestrate(_) => "orchestrate",
             CtlOp::JobControl { .. } => "job.control",
+            CtlOp::AuditQuery(_) => "audit.query",
         }
     }
 }
@@ -383,6 +405,8 @@ pub enum CtlResult {
     EventSent { tag: String },
     /// Reactions the reactor ran, newest first.
     Reactions(Vec<ReactionRecord>),
+    /// Audit log lines (JSON documents as written), oldest first.
+    Audit(Vec<Value>),
     /// What a running orchestration does now, in words (`brine job pause|resume|kill`).
     JobControlled(String),
 }

@@ -3,6 +3,7 @@
 //! The commands are library functions over an [`Io`] (stdout, stderr, stdin), so tests
 //! run them in-process and check exactly what an operator would see.
 
+mod audit;
 pub mod client;
 mod events;
 mod job;
@@ -115,6 +116,8 @@ pub enum Command {
     /// minions (like salt-run state.orchestrate).
     #[command(after_help = orchestrate::EXIT_CODES)]
     Orchestrate(orchestrate::OrchestrateArgs),
+    /// The audit trail: operator requests and commands typed in shells on minions.
+    Audit(audit::AuditArgs),
     /// Follow the event bus live (like salt-run state.event).
     Events(events::EventsArgs),
     /// Put an event on the bus.
@@ -204,6 +207,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
         Command::Inventory(args) => minion::inventory(&op, args, io).await,
         Command::Orchestrate(args) => orchestrate::run(&op, args, io).await,
         Command::Completions { .. } | Command::Man { .. } => exit::OK,
+        Command::Audit(args) => audit::run(&op, args, io).await,
         Command::Events(args) => events::follow(&op, args, io).await,
         Command::Event(cmd) => events::send(&op, cmd, io).await,
         Command::Reactor(events::ReactorCommand::History { limit, json }) => {

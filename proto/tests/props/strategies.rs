@@ -160,6 +160,14 @@ fn ctl_op() -> impl Strategy<Value = CtlOp> {
         (target(), vec(any::<String>(), 0..3)).prop_map(|(target, grains)| CtlOp::Inventory { target, grains }),
         (any::<String>(), value()).prop_map(|(tag, data)| CtlOp::EventSend { tag, data }),
         any::<usize>().prop_map(|limit| CtlOp::ReactorHistory { limit }),
+        (any::<usize>(), any::<Option<String>>(), any::<Option<String>>(), any::<Option<u64>>(), any::<Option<String>>())
+            .prop_map(|(limit, user, minion, since_ms, grep)| CtlOp::AuditQuery(AuditFilter {
+                limit,
+                user,
+                minion,
+                since_ms,
+                grep
+            })),
     ]
 }
 
@@ -254,6 +262,7 @@ fn ctl_result() -> impl Strategy<Value = CtlResult> {
                     .collect()
             )),
         vec((minion_id(), map()), 0..3).prop_map(CtlResult::Inventory),
+        vec(value(), 0..3).prop_map(CtlResult::Audit),
     ]
 }
 
