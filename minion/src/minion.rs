@@ -274,7 +274,8 @@ async fn run_scheduled(sh: &Arc<Shared>, launch: brine_proto::schedule::Launch) 
     tracing::info!(%jid, name = %launch.name, fun = %launch.function, "running a scheduled job");
     let mut ret = run_job(sh, job).await;
     sh.schedule.finished(&launch.name);
-    ret.schedule = Some(brine_proto::msg::ScheduledRun { name: launch.name, arg: launch.args, kwarg: launch.kwargs });
+    ret.schedule =
+        Some(Box::new(brine_proto::msg::ScheduledRun { name: launch.name, arg: launch.args, kwarg: launch.kwargs }));
     let bytes = match seal(&ret, &sh.key) {
         Ok(b) => b,
         Err(e) => return tracing::error!(%jid, error = %e, "cannot seal a scheduled return"),

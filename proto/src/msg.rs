@@ -124,8 +124,9 @@ pub struct Return {
     /// Set when the minion ran the function on its own schedule, not for a job of the
     /// master: the JID is then the minion's own, and the master records a job for it
     /// (user `schedule`, targeting that minion only) under a JID the master issues.
+    /// (Boxed: most returns have none, and a `Return` travels inside enums.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<ScheduledRun>,
+    pub schedule: Option<Box<ScheduledRun>>,
 }
 message!(Return, Kind::Return);
 
