@@ -403,3 +403,60 @@ short:
     assert_eq!(s["short"]["result"], json!(false));
     assert_eq!(s["short"]["comment"], json!("Timeout value reached."));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_operators_need_an_acl_entry_and_the_masters_files() {
+    let keys = tempfile::tempdir().unwrap();
+    for name in ["alice", "bob"] {
+        let key = brine_proto::keys::generate_key();
+        brine_proto::keys::write_private_key(&keys.path().join(format!("{name}.pem")), &key).unwrap();
+        brine_proto::keys::write_public_key(&keys.path().join(format!("{name}.pub")), &key.verifying_key()).unwrap();
+    }
+    let trees = tempfile::tempdir().unwrap();
+    let salt = trees.path().join("salt");
+    write(&salt, "orch/ok.sls", "one:\n  brine.function:\n    - name: test.ping\n    - tgt: '*'\n");
+    let extra = format!(
+        "[file_roots]\nbase = [{:?}]\n\n[operators.alice]\nkey = {:?}\n\n[[operators.alice.acl]]\ntarget = \"*\"\n\
+         functions = [\"state.orchestrate\"]\n\n[operators.bob]\nkey = {:?}\n\n[[operators.bob.acl]]\n\
+         target = \"*\"\nfunctions = [\"test.*\"]\n",
+        salt.display().to_string(),
+        keys.path().join("alice.pub").display().to_string(),
+        keys.path().join("bob.pub").display().to_string(),
+    );
+    let master = TestMaster::start(MasterOpts { extra, ..Default::default() }).await;
+    let m = TestMinion::start(&master.url(), "web1", MinionOpts::default()).await;
+    master.wait_key("web1", "Unaccepted Keys:").await;
+    master.accept(&m).await;
+    let key_of = |name: &str| keys.path().join(format!("{name}.pem")).display().to_string();
+    let as_op = |name: &'static str, args: &[&str]| {
+        let mut argv = vec!["--operator".to_string(), name.to_string(), "--key".to_string(), key_of(name)];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    };
+
+    let argv = as_op("bob", &["orchestrate", "orch.ok"]);
+    let out = master.cli(&argv.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("operator bob may not run orchestrations"), "{out:?}");
+
+    let argv = as_op("alice", &["orchestrate", "orch.ok", "--out", "json"]);
+    let out = master.cli(&argv.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(steps(&json_of(&out))["one"]["changes"]["ret"], json!({"web1": true}));
+    let listed = jobs_of(&master, "test.ping").await;
+    assert_eq!(listed.values().next().unwrap()["User"], json!("alice"), "steps run as the operator");
+
+    let own = trees.path().join("own.sls");
+    std::fs::write(&own, "x:\n  brine.function:\n    - name: cmd.run\n    - tgt: '*'\n    - arg: [id]\n").unwrap();
+    let argv = as_op("alice", &["orchestrate", own.to_str().unwrap()]);
+    let out = master.cli(&argv.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("only orchestrations from the master's file_roots"), "{out:?}");
+
+    // Every orchestration request is in the audit log, refused or not.
+    let audit = std::fs::read_to_string(master.dir.join("master/audit.log")).unwrap();
+    let lines: Vec<Value> =
+        audit.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|l| l["op"] == "orchestrate").collect();
+    assert_eq!(lines.len(), 3, "{audit}");
+    assert_eq!((lines[1]["operator"].clone(), lines[1]["fun"].clone()), (json!("alice"), json!("state.orchestrate")));
+}
