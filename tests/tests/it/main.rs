@@ -1,6 +1,7 @@
 //! End-to-end tests against real nats-server processes.
 
 mod acl;
+mod beacons;
 mod binaries;
 mod events;
 mod external;
