@@ -167,6 +167,7 @@ impl Shared {
         let users = Users {
             master: self.key.verifying_key(),
             operators: operator_users(&self.operators),
+            bus_readers: bus_readers(&self.cfg),
             minions: self.registry.accepted(),
         };
         crate::nats::render_users(&users, &self.cfg.subjects)
@@ -209,6 +210,14 @@ fn operator_users(operators: &HashMap<[u8; 32], String>) -> Vec<(String, Verifyi
         operators.iter().filter_map(|(k, name)| VerifyingKey::from_bytes(k).ok().map(|k| (name.clone(), k))).collect();
     users.sort_by(|a, b| a.0.cmp(&b.0));
     users
+}
+
+/// Operators whose NATS user may follow the event bus: the admin, and those who may
+/// read the job cache (the bus carries every job's arguments and returns).
+fn bus_readers(cfg: &MasterConfig) -> Vec<String> {
+    std::iter::once(crate::acl::ADMIN.to_string())
+        .chain(cfg.operators.values().filter(|o| o.jobs).map(|o| o.name.clone()))
+        .collect()
 }
 
 /// The admin and the configured operators by key; a configured key must not be the
@@ -294,6 +303,7 @@ impl Master {
                 let users = Users {
                     master: key.verifying_key(),
                     operators: operator_users(&operators),
+                    bus_readers: bus_readers(&cfg),
                     minions: registry.accepted(),
                 };
                 let section = crate::nats::render_users(&users, &cfg.subjects);

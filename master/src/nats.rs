@@ -96,6 +96,9 @@ pub struct Users {
     pub master: VerifyingKey,
     /// Operator name and key.
     pub operators: Vec<(String, VerifyingKey)>,
+    /// Operators that may follow the whole event bus, which carries every job's
+    /// arguments and returns: the admin and those allowed to read the job cache.
+    pub bus_readers: Vec<String>,
     /// Accepted minions.
     pub minions: Vec<(MinionId, VerifyingKey)>,
 }
@@ -147,7 +150,11 @@ pub fn render_users(users: &Users, subjects: &Subjects) -> String {
             "    {{ nkey: {}, permissions: {{ publish: {{ allow: {} }}, subscribe: {{ allow: {} }} }} }}",
             quote(&nkey_public(key)),
             list(&[subjects.all_ctl()]),
-            list(&[format!("{}.>", subjects.operator_inbox(name)), subjects.all_events()]),
+            list(&if users.bus_readers.contains(name) {
+                vec![format!("{}.>", subjects.operator_inbox(name)), subjects.all_events()]
+            } else {
+                vec![format!("{}.>", subjects.operator_inbox(name))]
+            }),
         );
     }
     for (id, key) in &users.minions {
@@ -523,15 +530,20 @@ mod tests {
         let k = |n: u8| ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key();
         let users = Users {
             master: k(1),
-            operators: vec![("admin".into(), k(2))],
+            operators: vec![("admin".into(), k(2)), ("bob".into(), k(4))],
+            bus_readers: vec!["admin".into()],
             minions: vec![(MinionId::new("m1").unwrap(), k(3))],
         };
         let text = render_users(&users, &Subjects::default());
-        for key in [k(1), k(2), k(3)] {
+        for key in [k(1), k(2), k(3), k(4)] {
             assert_eq!(text.matches(&nkey_public(&key)).count(), 1);
         }
         assert!(text.contains("no_auth_user: \"brine-enroll\""));
         assert!(text.contains("\"brine.enroll\""));
         assert!(text.contains("\"_OPS_admin.>\""));
+        // Only bus readers may follow events (they carry every job's returns).
+        assert_eq!(text.matches("\"brine.event.>\"").count(), 1);
+        let bob = text.lines().find(|l| l.contains(&nkey_public(&k(4)))).unwrap();
+        assert!(!bob.contains("brine.event"), "{bob}");
     }
 }

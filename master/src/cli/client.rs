@@ -170,6 +170,12 @@ impl Operator {
         &self.name
     }
 
+    /// Resolves when the NATS server refuses something on this connection (a
+    /// subscription outside the operator's permissions), with the server's words.
+    pub async fn refused(&self) -> String {
+        self.refusal.wait().await
+    }
+
     /// A fresh subject in this operator's inbox, for streamed answers.
     pub fn stream_subject(&self) -> String {
         format!("{}.stream.{}", self.inbox, brine_proto::envelope::random_id())

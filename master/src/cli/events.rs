@@ -157,12 +157,19 @@ pub async fn follow(op: &Operator, args: EventsArgs, io: &mut Io<'_>) -> u8 {
         if args.count.is_some_and(|n| seen >= n) {
             return exit::OK;
         }
-        let next = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, sub.next()).await {
+        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let next = tokio::select! {
+            m = tokio::time::timeout_at(deadline.unwrap_or(far), sub.next()) => match m {
                 Ok(m) => m,
                 Err(_) => return if args.count.is_some() { exit::FAILED } else { exit::OK },
             },
-            None => sub.next().await,
+            reason = op.refused() => {
+                return fail(io, format!(
+                    "operator {name} may not follow the event bus ({reason}); it carries every job's returns, so it \
+                     needs operators.{name}.jobs in the master's config",
+                    name = op.name()
+                ))
+            }
         };
         let Some(msg) = next else { return fail(io, "the event subscription ended") };
         let Some(source) = msg

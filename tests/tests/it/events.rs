@@ -320,3 +320,52 @@ async fn minion_start_presence_and_state_events_reach_subscribers() {
     assert_eq!(state["comment"], "Event would have been fired");
     drop(a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_operators_need_rights_to_read_and_send_events() {
+    let keys = tempfile::tempdir().unwrap();
+    for name in ["alice", "carol"] {
+        let key = brine_proto::keys::generate_key();
+        brine_proto::keys::write_private_key(&keys.path().join(format!("{name}.pem")), &key).unwrap();
+        brine_proto::keys::write_public_key(&keys.path().join(format!("{name}.pub")), &key.verifying_key()).unwrap();
+    }
+    // alice may send events but not read the job cache; carol may read it.
+    let extra = format!(
+        "[operators.alice]\nkey = {:?}\n[[operators.alice.acl]]\ntarget = \"*\"\nfunctions = [\"event.send\"]\n\
+         [operators.carol]\nkey = {:?}\njobs = true\n",
+        keys.path().join("alice.pub").display().to_string(),
+        keys.path().join("carol.pub").display().to_string(),
+    );
+    let master = TestMaster::start(MasterOpts { extra, ..Default::default() }).await;
+    let as_op = |name: &'static str, args: &'static [&'static str]| {
+        let key = keys.path().join(format!("{name}.pem")).display().to_string();
+        let config = master.config_path.clone();
+        async move {
+            let mut argv = vec!["--operator", name, "--key", key.as_str()];
+            argv.extend_from_slice(args);
+            cli_for(&config, &argv).await
+        }
+    };
+
+    // The bus carries every job's returns: reading it takes `jobs`.
+    let alice = as_op("alice", &["events", "--timeout", "5s"]).await;
+    assert_eq!(alice.code, 2, "{alice:?}");
+    assert!(alice.stderr.contains("may not follow the event bus"), "{alice:?}");
+    let (seen, sent) =
+        follow_while(&master, &["--count", "1", "team/*"], as_op("alice", &["event", "send", "team/hello", "{a: 1}"]))
+            .await;
+    assert_eq!(sent.code, 0, "{sent:?}");
+    assert_eq!(json_lines(&seen.stdout)[0]["data"], json!({"a": 1, "__operator__": "alice"}));
+    let carol = as_op("carol", &["events", "--timeout", "300ms"]).await;
+    assert_eq!(carol.code, 0, "{carol:?}");
+
+    // Sending needs an ACL entry allowing event.send; brine/ tags are the admin's.
+    let denied = as_op("carol", &["event", "send", "team/x"]).await;
+    assert_eq!(denied.code, 2, "{denied:?}");
+    assert!(denied.stderr.contains("may not send events"), "{denied:?}");
+    let reserved = as_op("alice", &["event", "send", "brine/minion/x/start"]).await;
+    assert_eq!(reserved.code, 2, "{reserved:?}");
+    assert!(reserved.stderr.contains("the master's own"), "{reserved:?}");
+    let audit = std::fs::read_to_string(master.dir.join("master/audit.log")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"event.send\"") && l.contains("alice")), "{audit}");
+}
