@@ -168,6 +168,17 @@ fn ctl_op() -> impl Strategy<Value = CtlOp> {
                 since_ms,
                 grep
             })),
+        (vec(any::<String>(), 0..2), any::<Option<String>>(), any::<Option<String>>(), map(), any::<bool>())
+            .prop_map(|(sls, text, saltenv, pillar, test)| CtlOp::Orchestrate(OrchestrateRequest {
+                sls,
+                text,
+                saltenv,
+                pillar,
+                test,
+                stream_to: None,
+            })),
+        (jid(), prop_oneof![Just(JobAction::Pause), Just(JobAction::Resume), Just(JobAction::Kill)])
+            .prop_map(|(jid, action)| CtlOp::JobControl { jid, action }),
     ]
 }
 
@@ -263,6 +274,7 @@ fn ctl_result() -> impl Strategy<Value = CtlResult> {
             )),
         vec((minion_id(), map()), 0..3).prop_map(CtlResult::Inventory),
         vec(value(), 0..3).prop_map(CtlResult::Audit),
+        any::<String>().prop_map(CtlResult::JobControlled),
     ]
 }
 
