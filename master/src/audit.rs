@@ -266,7 +266,11 @@ impl ShellEntry {
     /// tag `brine/beacon/<source>/<beacon>/command` with a `command` in its data.
     pub fn from_event(source: &str, tag: &str, data: &Value) -> Option<ShellEntry> {
         let parts: Vec<&str> = tag.split('/').collect();
-        if parts.len() != 5 || parts[0] != "brine" || parts[1] != "beacon" || parts[2] != source || parts[4] != "command"
+        if parts.len() != 5
+            || parts[0] != "brine"
+            || parts[1] != "beacon"
+            || parts[2] != source
+            || parts[4] != "command"
         {
             return None;
         }
@@ -326,7 +330,10 @@ impl AuditConfig {
     pub fn from_raw(raw: RawAudit) -> Result<AuditConfig, (String, String)> {
         let Some(alert) = raw.alert else { return Ok(AuditConfig::default()) };
         if let Some(bad) = alert.iter().find(|k| k.trim().is_empty()) {
-            return Err(("audit.alert".into(), format!("{bad:?} is not a keyword (an empty rule would match everything)")));
+            return Err((
+                "audit.alert".into(),
+                format!("{bad:?} is not a keyword (an empty rule would match everything)"),
+            ));
         }
         Ok(AuditConfig { alert })
     }
@@ -410,7 +417,10 @@ pub fn serve_shell(shared: std::sync::Arc<crate::master::Shared>) -> impl std::f
             let ev = match rx.recv().await {
                 Ok(ev) => ev,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::error!(missed = n, "the audit trail fell behind the event bus; shell commands were not recorded");
+                    tracing::error!(
+                        missed = n,
+                        "the audit trail fell behind the event bus; shell commands were not recorded"
+                    );
                     continue;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -468,7 +478,8 @@ pub fn query(
     };
     let user = filter.user.as_deref().map(glob).transpose()?;
     let minion = filter.minion.as_deref().map(glob).transpose()?;
-    let since = filter.since_ms.map(|ms| brine_proto::time::Civil::from_unix_micros(ms.saturating_mul(1000)).to_string());
+    let since =
+        filter.since_ms.map(|ms| brine_proto::time::Civil::from_unix_micros(ms.saturating_mul(1000)).to_string());
     let grep = filter.grep.as_ref().map(|g| g.to_lowercase());
     let limit = filter.limit.clamp(1, 100_000);
     let mut out = std::collections::VecDeque::new();
@@ -640,7 +651,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(dir.path().join("audit.log"));
         let jid: Jid = "20240102030405060708".parse().unwrap();
-        let mut old = Entry::new("alice", None, &run(vec![json!("rm -rf /tmp/x")], json!({}))).accepted(Some(jid), Some(1));
+        let mut old =
+            Entry::new("alice", None, &run(vec![json!("rm -rf /tmp/x")], json!({}))).accepted(Some(jid), Some(1));
         old.time = "2020-01-01T00:00:00.000000Z".into();
         log.record(&old);
         log.record(&Entry::new("bob", None, &CtlOp::KeyList).accepted(None, None));
@@ -653,9 +665,11 @@ mod tests {
         log.record_shell(&shell);
         std::fs::OpenOptions::new().append(true).open(log.path()).unwrap().write_all(b"garbage\n").unwrap();
         let q = |f: brine_proto::msg::AuditFilter| {
-            query(log.path(), &brine_proto::msg::AuditFilter { limit: if f.limit == 0 { 100 } else { f.limit }, ..f }, |j| {
-                (j == jid).then(|| vec!["web1".to_string()])
-            })
+            query(
+                log.path(),
+                &brine_proto::msg::AuditFilter { limit: if f.limit == 0 { 100 } else { f.limit }, ..f },
+                |j| (j == jid).then(|| vec!["web1".to_string()]),
+            )
             .unwrap()
         };
         let ops = |lines: Vec<Value>| -> Vec<String> {
@@ -672,10 +686,15 @@ mod tests {
             ["carol"]
         );
         let since = brine_proto::time::now_ms() - 60_000;
-        assert_eq!(ops(q(brine_proto::msg::AuditFilter { since_ms: Some(since), ..Default::default() })), ["bob", "carol"]);
+        assert_eq!(
+            ops(q(brine_proto::msg::AuditFilter { since_ms: Some(since), ..Default::default() })),
+            ["bob", "carol"]
+        );
         assert_eq!(ops(q(brine_proto::msg::AuditFilter { limit: 1, ..Default::default() })), ["carol"]);
-        let bad = query(log.path(), &brine_proto::msg::AuditFilter { user: Some("[".into()), ..Default::default() }, |_| None);
+        let bad =
+            query(log.path(), &brine_proto::msg::AuditFilter { user: Some("[".into()), ..Default::default() }, |_| {
+                None
+            });
         assert!(bad.unwrap_err().contains("glob"));
     }
-
 }

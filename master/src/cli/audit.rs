@@ -111,7 +111,13 @@ mod tests {
                          "result": "accepted"});
         assert_eq!(
             row(&run),
-            ["2026-01-02 03:04:05", "alice", "web*", "cmd.run \"rm -rf /tmp/x\" cwd=/", "accepted (jid 20260102030405000006)"]
+            [
+                "2026-01-02 03:04:05",
+                "alice",
+                "web*",
+                "cmd.run \"rm -rf /tmp/x\" cwd=/",
+                "accepted (jid 20260102030405000006)"
+            ]
         );
         let shell = json!({"time": "2026-01-02T03:04:05.000006Z", "op": "shell", "minion": "m1", "user": "root",
                            "tty": "/dev/pts/0", "cwd": "/root", "command": "ls -l"});

@@ -84,10 +84,7 @@ async fn inotify_ps_and_diskusage_beacons_fire_salt_shaped_events() {
     let watched_tag = watched.to_string_lossy().trim_start_matches('/').to_string();
     assert_eq!(ev.tag, format!("brine/beacon/m1/inotify/{watched_tag}"));
     assert_eq!(ev.source, "m1", "signed by the minion");
-    assert_eq!(
-        ev.data,
-        json!({"path": watched.join("new.conf").to_string_lossy(), "change": "IN_CREATE", "id": "m1"})
-    );
+    assert_eq!(ev.data, json!({"path": watched.join("new.conf").to_string_lossy(), "change": "IN_CREATE", "id": "m1"}));
 
     // diskusage: "/" is at least 0 % used; nothing is above 100.1 %.
     let ev = next_event(&mut bus, 15, |e| e.tag.starts_with("brine/beacon/m1/diskusage")).await;
