@@ -326,8 +326,9 @@ impl MasterConfig {
             key: key.to_string(),
             message,
         };
-        tracing_subscriber::EnvFilter::try_new(&raw.log_level)
-            .map_err(|e| invalid("log_level", format!("{:?} is not a log level or filter: {e}", raw.log_level)))?;
+        brine_proto::config::check_log_filter(&raw.log_level)
+            .and_then(|()| tracing_subscriber::EnvFilter::try_new(&raw.log_level).map(drop).map_err(|e| e.to_string()))
+            .map_err(|e| invalid("log_level", e))?;
         let subjects = Subjects::new(&raw.prefix).map_err(|e| invalid("prefix", e.to_string()))?;
         if raw.keep_jobs < Duration::from_secs(60) {
             return Err(invalid("keep_jobs", "must be at least 1m".into()));
@@ -403,7 +404,7 @@ impl MasterConfig {
         let audit = crate::audit::AuditConfig::from_raw(raw.audit).map_err(|(key, m)| invalid(&key, m))?;
         let reactor =
             crate::reactor::ReactorConfig::from_raw(raw.reactor, base).map_err(|(key, m)| invalid(&key, m))?;
-        let schedule = crate::schedule::check_config(raw.schedule).map_err(|m| invalid("schedule", m))?;
+        let schedule = crate::schedule::check_config(raw.schedule).map_err(|(key, m)| invalid(&key, m))?;
         Ok(MasterConfig {
             path: path.map(Path::to_path_buf),
             data_dir: raw.data_dir,

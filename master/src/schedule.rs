@@ -19,18 +19,20 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "schedule";
 
 /// Checks the `[schedule]` tables of the config: every entry's timing, function and
-/// target. Returns the entries as data.
-pub fn check_config(raw: toml::Table) -> Result<Map, String> {
+/// target. Returns the entries as data, or the faulty entry's key
+/// (`schedule.<name>`) and what is wrong.
+pub fn check_config(raw: toml::Table) -> Result<Map, (String, String)> {
     let items: Map = serde_json::to_value(raw).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
     for (name, item) in &items {
+        let fail = |m: String| (format!("schedule.{name}"), m);
         let Some(table) = item.as_object() else {
-            return Err(format!("{name}: must be a table of settings"));
+            return Err(fail("must be a table of settings".into()));
         };
-        let entry = Entry::parse(name, table, true).map_err(|e| e.to_string())?;
+        let entry = Entry::parse(name, table, true).map_err(|e| fail(e.reason))?;
         let tgt = Value::String(entry.tgt.clone().unwrap_or_default());
-        let target = crate::events::target_from_salt(&tgt, &entry.tgt_type).map_err(|e| format!("{name}: {e}"))?;
+        let target = crate::events::target_from_salt(&tgt, &entry.tgt_type).map_err(fail)?;
         if !matches!(target, brine_proto::Target::Nodegroup(_)) {
-            TargetMatcher::compile(&target).map_err(|e| format!("{name}: tgt: {e}"))?;
+            TargetMatcher::compile(&target).map_err(|e| fail(format!("tgt: {e}")))?;
         }
     }
     Ok(items)
@@ -116,10 +118,11 @@ mod tests {
         for (text, why) in [
             ("[p]\nfunction = \"test.ping\"\nseconds = 60\n", "needs tgt"),
             ("[p]\nfunction = \"test.ping\"\ntgt = \"x\"\ntgt_type = \"nope\"\nseconds = 60\n", "unknown tgt_type"),
-            ("[p]\nfunction = \"test.ping\"\ntgt = \"G@\"\ntgt_type = \"compound\"\nseconds = 60\n", "p: tgt:"),
+            ("[p]\nfunction = \"test.ping\"\ntgt = \"G@\"\ntgt_type = \"compound\"\nseconds = 60\n", "tgt:"),
             ("[p]\nfunction = \"test.ping\"\ntgt = \"*\"\ncron = \"61 * * * *\"\n", "minute 61"),
         ] {
-            let e = check_config(table(text)).unwrap_err();
+            let (key, e) = check_config(table(text)).unwrap_err();
+            assert_eq!(key, "schedule.p");
             assert!(e.contains(why), "{text}: {e}");
         }
     }

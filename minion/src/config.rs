@@ -234,8 +234,9 @@ impl MinionConfig {
             key,
             message,
         };
-        tracing_subscriber::EnvFilter::try_new(&raw.log_level)
-            .map_err(|e| invalid("log_level", format!("{:?} is not a log level or filter: {e}", raw.log_level)))?;
+        brine_proto::config::check_log_filter(&raw.log_level)
+            .and_then(|()| tracing_subscriber::EnvFilter::try_new(&raw.log_level).map(drop).map_err(|e| e.to_string()))
+            .map_err(|e| invalid("log_level", e))?;
         let id = MinionId::new(raw.id.unwrap_or_else(default_id)).map_err(|e| invalid("id", e.to_string()))?;
         let master_url = master_url(&raw.master).map_err(|m| invalid("master", m))?;
         let master_finger = match raw.master_finger.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -274,7 +275,12 @@ impl MinionConfig {
             serde_json::to_value(raw.schedule).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
         for (name, item) in &schedule {
             let item = item.as_object().cloned().unwrap_or_default();
-            brine_proto::schedule::Entry::parse(name, &item, false).map_err(|e| invalid("schedule", e.to_string()))?;
+            brine_proto::schedule::Entry::parse(name, &item, false).map_err(|e| ConfigError::Invalid {
+                path: shown.clone(),
+                line: brine_proto::config::line_of(text, &format!("schedule.{name}")),
+                key: "schedule",
+                message: e.to_string(),
+            })?;
         }
         Ok(MinionConfig {
             path: path.map(Path::to_path_buf),
@@ -440,5 +446,18 @@ mod packaged_defaults {
         let documented = MinionConfig::parse(&format!("id = \"x\"\n{uncommented}"), None).unwrap();
         let defaults = MinionConfig::parse("id = \"x\"", None).unwrap();
         assert_eq!(format!("{documented:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn a_bad_schedule_entry_is_refused_with_its_line() {
+        let text = "id = \"x\"\n\n[schedule.ok]\nfunction = \"test.ping\"\nseconds = 5\n\n[schedule.disk]\nfunction = \"disk.usage\"\ncron = \"*/15 * *\"\n";
+        let e = MinionConfig::parse(text, Some(Path::new("/etc/brine/minion.toml"))).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config file /etc/brine/minion.toml:7: schedule: schedule entry \"disk\": invalid cron expression \"*/15 * *\": \
+             expected 5 fields (minute hour day-of-month month day-of-week), found 3"
+        );
+        let ok = MinionConfig::parse(&text.replace("*/15 * *", "*/15 * * * *"), None).unwrap();
+        assert_eq!(ok.schedule["disk"]["cron"], "*/15 * * * *");
     }
 }
