@@ -285,6 +285,7 @@ impl Master {
         let (admin, _) = brine_proto::keys::load_or_create_key(&cfg.admin_key_path())?;
 
         let store = Store::open(&cfg.db_path())?;
+        crate::orchestrate::close_interrupted(&store)?;
         let registry = Registry::open(&store)?;
         let operators = operators_by_key(&cfg, &key.verifying_key(), &admin.verifying_key(), &registry)?;
         let audit = crate::audit::AuditLog::open(cfg.audit_log_path());
@@ -421,6 +422,8 @@ impl Master {
 
     /// Stops the services and the embedded server, flushing the store.
     pub async fn shutdown(self) {
+        // Before the services stop: an orchestration's steps need them to end cleanly.
+        self.shared.orchestrations.abort_all(Duration::from_secs(5)).await;
         for t in &self.tasks {
             t.abort();
         }

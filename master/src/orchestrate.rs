@@ -135,6 +135,24 @@ impl Running {
     pub fn jids(&self) -> Vec<Jid> {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
     }
+
+    /// Aborts every running orchestration (the master is stopping) and waits up to
+    /// `wait` for them to record their results.
+    pub async fn abort_all(&self, wait: Duration) {
+        let running: Vec<Arc<Control>> = self.map.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        if running.is_empty() {
+            return;
+        }
+        tracing::warn!(count = running.len(), "the master is stopping: aborting running orchestrations");
+        for c in running {
+            *c.state.lock().unwrap_or_else(|e| e.into_inner()) = RunState::Aborted;
+            c.changed.notify_all();
+        }
+        let deadline = Instant::now() + wait;
+        while !self.map.lock().unwrap_or_else(|e| e.into_inner()).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Pauses, resumes or aborts a running orchestration on behalf of `operator` (its
@@ -184,6 +202,42 @@ pub fn control(shared: &Shared, operator: &str, jid: Jid, action: Action) -> Res
     ctl.changed.notify_all();
     tracing::info!(%jid, operator, ?action, "orchestration control");
     Ok(answer)
+}
+
+/// Gives a result to orchestrations a previous master left without one (it crashed
+/// while they ran): they are not resumed, and their job says so. Returns how many.
+pub fn close_interrupted(store: &crate::store::Store) -> Result<usize, crate::store::StoreError> {
+    use crate::store::JobCache;
+    let filter = brine_proto::msg::JobFilter { limit: 10_000, fun: Some(FUN.into()), ..Default::default() };
+    let mut closed = Vec::new();
+    for job in store.list(&filter)? {
+        if job.counts.returned > 0 {
+            continue;
+        }
+        let Some(record) = store.job(job.jid)? else { continue };
+        for minion in record.minions {
+            closed.push(Return {
+                stamp: Stamp::new(job.jid.to_string(), Duration::from_secs(3600)),
+                jid: job.jid,
+                id: minion,
+                fun: FUN.into(),
+                ret: Value::Array(vec![Value::String(
+                    "The master stopped while this orchestration ran; it was not resumed.".into(),
+                )]),
+                retcode: 1,
+                success: false,
+                started_at: job.started_at,
+                duration_ms: 0,
+                schedule: None,
+            });
+        }
+    }
+    if !closed.is_empty() {
+        store.put_returns(&closed)?;
+        store.flush()?;
+        tracing::warn!(count = closed.len(), "closed orchestrations interrupted by a master crash");
+    }
+    Ok(closed.len())
 }
 
 /// The master's id in orchestration results, as Salt names it: `<hostname>_master`.

@@ -460,3 +460,60 @@ async fn named_operators_need_an_acl_entry_and_the_masters_files() {
     assert_eq!(lines.len(), 3, "{audit}");
     assert_eq!((lines[1]["operator"].clone(), lines[1]["fun"].clone()), (json!("alice"), json!("state.orchestrate")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_master_aborts_orchestrations_and_a_crashed_ones_are_closed() {
+    let trees = tempfile::tempdir().unwrap();
+    let salt = trees.path().join("salt");
+    write(&salt, "orch/long.sls", LONG);
+    let opts = MasterOpts {
+        extra: format!("[file_roots]\nbase = [{:?}]\n", salt.display().to_string()),
+        ..Default::default()
+    };
+    let mut master = TestMaster::start(opts.clone()).await;
+    let m = TestMinion::start(&master.url(), "web1", MinionOpts::default()).await;
+    master.wait_key("web1", "Unaccepted Keys:").await;
+    master.accept(&m).await;
+    let out = master.cli(&["orchestrate", "orch.long", "--async"]).await;
+    let jid = out.stdout.trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jobs_of(&master, "cmd.run").await.is_empty() {
+        assert!(Instant::now() < deadline, "the long step did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    master.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(10), "the master stopped without waiting for the step");
+
+    // A crash leaves an orchestration without a result: the next start closes it.
+    let cfg = brine_tests::brine_master::MasterConfig::load(Some(&master.config_path)).unwrap();
+    let crashed = brine_proto::Jid::from_micros(brine_proto::time::now_micros());
+    {
+        use brine_tests::brine_master::store::JobCache;
+        let store = brine_tests::brine_master::store::Store::open(&cfg.db_path()).unwrap();
+        let record = brine_proto::msg::JobRecord {
+            jid: crashed,
+            target: brine_proto::Target::List(vec![me()]),
+            fun: "state.orchestrate".into(),
+            arg: vec![json!("orch.long")],
+            kwarg: Default::default(),
+            user: "admin".into(),
+            minions: vec![brine_proto::MinionId::new(me()).unwrap()],
+            started_at: brine_proto::time::now_ms(),
+        };
+        store.put_job(&record).unwrap();
+        store.flush().unwrap();
+    }
+    let again = TestMaster::start_in(&master.dir, &opts).await;
+    let done = again.cli(&["job", "show", &jid, "--out", "json"]).await;
+    assert_eq!(done.code, 1, "{done:?}");
+    let s = steps(&json_of(&done));
+    assert_eq!(s["wait"]["result"], json!(false));
+    assert!(s["wait"]["comment"].as_str().unwrap().contains("aborted"), "{}", s["wait"]);
+    let closed = again.cli(&["job", "show", &crashed.to_string(), "--out", "json"]).await;
+    assert_eq!(closed.code, 1, "{closed:?}");
+    assert_eq!(
+        json_of(&closed),
+        json!({ me(): ["The master stopped while this orchestration ran; it was not resumed."] })
+    );
+}
