@@ -525,9 +525,13 @@ fn record(shared: &Shared, rec: ReactionRecord) {
         key.extend_from_slice(&seq.to_be_bytes());
         let value = rmp_serde::to_vec_named(&rec).map_err(|e| e.to_string())?;
         tree.insert(key, value).map_err(|e| e.to_string())?;
-        while tree.len() > KEEP_RECORDS {
-            if tree.pop_min().map_err(|e| e.to_string())?.is_none() {
-                break;
+        // Counting a sled tree walks it: trim now and then, not on every record.
+        if seq % 256 == 0 {
+            let extra = tree.len().saturating_sub(KEEP_RECORDS);
+            for _ in 0..extra {
+                if tree.pop_min().map_err(|e| e.to_string())?.is_none() {
+                    break;
+                }
             }
         }
         Ok(())
@@ -537,14 +541,24 @@ fn record(shared: &Shared, rec: ReactionRecord) {
     }
 }
 
-/// The newest `limit` reaction records, newest first.
+/// The newest `limit` reaction records, newest first; the result of a reaction that
+/// started jobs says how they are doing now (from the job cache's totals).
 pub fn history(shared: &Shared, limit: usize) -> Result<Vec<ReactionRecord>, crate::store::StoreError> {
+    use crate::store::JobCache;
     let tree = tree(shared)?;
     let mut out = Vec::new();
     for item in tree.iter().rev().take(limit) {
         let Ok((_, v)) = item else { continue };
         match rmp_serde::from_slice::<ReactionRecord>(&v) {
-            Ok(r) => out.push(r),
+            Ok(mut r) => {
+                for jid in &r.jids {
+                    if let Ok(Some(c)) = shared.store.counts(*jid) {
+                        r.result
+                            .push_str(&format!("; {jid}: {}/{} returned, {} failed", c.returned, c.targeted, c.failed));
+                    }
+                }
+                out.push(r)
+            }
             Err(e) => tracing::warn!(error = %e, "skipping an unreadable reaction record"),
         }
     }

@@ -236,6 +236,7 @@ async fn a_minion_event_makes_the_reactor_run_a_job_and_loops_stop_at_the_limit(
     let history = master.cli(&["reactor", "history"]).await;
     assert_eq!(history.code, 0, "{history:?}");
     assert!(history.stdout.contains(&jid) && history.stdout.contains("echo_back local.test.echo"), "{history:?}");
+    assert!(history.stdout.contains("1/1 returned, 0 failed"), "{history:?}");
 
     // A reaction that answers its own event: depth 0, 1 and 2 react, depth 3 stops.
     let before = m.stats();
