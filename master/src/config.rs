@@ -694,6 +694,7 @@ mod packaged_defaults {
             "enabled",
             "max_depth",
             "max_concurrent",
+            "alert",
         ] {
             assert!(uncommented.lines().any(|l| l.starts_with(&format!("{key} = "))), "{key} is not documented");
         }

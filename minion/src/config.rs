@@ -417,7 +417,7 @@ mod packaged_defaults {
     #[test]
     fn packaged_minion_toml_documents_the_defaults() {
         let text = include_str!("../../packaging/minion.toml");
-        let examples = ["id", "roles", "datacenter", "ca_file", "function", "hours", "splay"];
+        let examples = ["id", "roles", "datacenter", "ca_file", "function", "hours", "splay", "\"/\"", "interval"];
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix('#') {
