@@ -199,3 +199,72 @@ async fn a_master_schedule_runs_a_job_on_its_target() {
     let shown = master.cli(&["job", "show", jid]).await;
     assert_eq!(shown.stdout, "m1:\n    True\n", "{shown:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_return_speaks_only_for_its_minion_and_its_own_job() {
+    use brine_proto::envelope::{seal, Stamp};
+    use brine_proto::msg::{Return, ScheduledRun};
+    use brine_proto::{Jid, MinionId};
+    let master = TestMaster::start(MasterOpts::default()).await;
+    let a = TestMinion::start(&master.url(), "a", MinionOpts::default()).await;
+    let b = TestMinion::start(&master.url(), "b", MinionOpts::default()).await;
+    for m in [&a, &b] {
+        master.wait_key(&m.id, "Unaccepted Keys:").await;
+        master.accept(m).await;
+    }
+    let out = master.cli(&["run", "*", "test.echo", "real", "-v"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let jid: Jid = out.stdout.lines().next().unwrap().trim_start_matches("Executing job with jid ").parse().unwrap();
+
+    let (client, _) = connect_as(&master.url(), &a.key_path(), "_INBOX_a", &master.ca_path()).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let a_key = brine_proto::keys::load_key(&a.key_path()).unwrap();
+    let scheduled = |id: &str, jid: Jid| Return {
+        stamp: Stamp::new(jid.to_string(), Duration::from_secs(600)),
+        jid,
+        id: MinionId::new(id).unwrap(),
+        fun: "test.echo".into(),
+        ret: "forged".into(),
+        retcode: 0,
+        success: true,
+        started_at: brine_proto::time::now_ms(),
+        duration_ms: 1,
+        schedule: Some(Box::new(ScheduledRun {
+            name: "x".into(),
+            arg: vec!["forged".into()],
+            kwarg: Default::default(),
+        })),
+    };
+    let publish = |subject: String, bytes: Vec<u8>| {
+        let js = js.clone();
+        async move { js.publish(subject, bytes.into()).await.unwrap().await.unwrap() }
+    };
+    // Marked as scheduled, with the JID of the operator's job: filed as a job of its own.
+    let sealed = seal(&scheduled("a", jid), &a_key).unwrap();
+    publish(format!("brine.ret.a.{jid}"), sealed.clone()).await;
+    // The same run delivered again is stored once.
+    publish(format!("brine.ret.a.{jid}"), sealed).await;
+    // Signed by a, claiming to be b's scheduled run.
+    publish(format!("brine.ret.a.{jid}"), seal(&scheduled("b", jid), &a_key).unwrap()).await;
+
+    let m = master.master();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let s = m.stats();
+            s.returns_malformed == 1 && s.returns_duplicate == 1
+        })
+        .await,
+        "{:?}",
+        m.stats()
+    );
+    let out = master.cli(&["job", "show", &jid.to_string(), "--out", "json"]).await;
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"a": "real", "b": "real"}), "the operator's job is untouched");
+    let filed = scheduled(&master, "test.echo").await;
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    let (filed_jid, job) = &filed[0];
+    assert_ne!(filed_jid, &jid.to_string(), "the master issues the JID");
+    assert_eq!((job["Target"].as_str(), job["Returned"].as_u64()), (Some("L@a"), Some(1)));
+    let shown = master.cli(&["job", "show", filed_jid]).await;
+    assert_eq!(shown.stdout, "a:\n    forged\n");
+}
