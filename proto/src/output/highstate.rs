@@ -269,6 +269,24 @@ pub fn highstate(host: &str, ret: &Value, opts: &HighstateOptions) -> String {
                     out.lines.push(format!("    {}", out.paint(color, &format!("Duration: {d}"))));
                 }
                 let changes = match s.get("changes") {
+                    // An orchestration's state step: each minion's run in this layout,
+                    // indented under the step, as Salt prints it.
+                    Some(Value::Object(c))
+                        if schanged
+                            && c.get("out").and_then(Value::as_str) == Some("highstate")
+                            && c.get("ret").is_some_and(Value::is_object) =>
+                    {
+                        let mut text = String::new();
+                        for (minion, run) in c["ret"].as_object().into_iter().flatten() {
+                            // Salt indents every line, blank ones too.
+                            for line in highstate(minion, run, opts).lines() {
+                                text.push('\n');
+                                text.push_str(&" ".repeat(14));
+                                text.push_str(line);
+                            }
+                        }
+                        text
+                    }
                     Some(c @ Value::Object(_)) if schanged => {
                         let mut text = String::new();
                         let nested_color = if opts.color { Color::Ok } else { Color::Off };
@@ -368,6 +386,21 @@ mod tests {
                 "comment": "a comment\nwith two lines", "duration": 0.455, "name": "multi", "result": true,
                 "start_time": "04:37:00.010927"}
         })
+    }
+
+    #[test]
+    fn an_orchestrations_state_step_shows_each_minions_run_in_this_layout() {
+        let step = json!({
+            "salt_|-web_|-web_|-state": {"__id__": "web", "__run_num__": 0, "__sls__": "orch",
+                "changes": {"out": "highstate", "ret": {"web1": demo()}},
+                "comment": "States ran successfully. Updating web1.", "duration": 12.5, "name": "web",
+                "result": true, "start_time": "04:37:00.000000"}
+        });
+        let text = highstate("master_master", &step, &HighstateOptions::default());
+        assert!(text.contains("     Changes:   \n              web1:\n              ----------\n"), "{text}");
+        assert!(text.contains("\n                        ID: changed\n"), "{text}");
+        assert!(text.contains("\n              Summary for web1\n"), "{text}");
+        assert!(text.ends_with("Summary for master_master\n------------\nSucceeded: 1 (changed=1)\nFailed:    0\n------------\nTotal states run:     1\nTotal run time:  12.500 ms"), "{text}");
     }
 
     #[test]
