@@ -29,7 +29,8 @@ Exit codes:
 
 /// Run a function on this host and print its return.
 #[derive(Debug, clap::Parser)]
-#[command(name = "brine-call", version, about, after_help = EXIT_CODES)]
+#[command(name = "brine-call", version, about, after_help = EXIT_CODES,
+          override_usage = "brine-call [OPTIONS] <FUN> [ARGS]...")]
 pub struct CallArgs {
     /// Run without a master (the functions that need none run the same either way).
     #[arg(long)]
@@ -74,8 +75,9 @@ pub struct CallArgs {
     /// Write the man page into DIR and exit.
     #[arg(long, value_name = "DIR", hide = true)]
     pub man_dir: Option<PathBuf>,
-    /// The function, `module.function`.
-    #[arg(required_unless_present_any = ["completions", "man_dir"])]
+    /// The function, `module.function` (required; optional only to clap, so that the
+    /// hidden shell-integration flags need none).
+    #[arg(value_name = "FUN")]
     pub fun: Option<String>,
     /// Arguments: positional words, then `key=value` keywords, each read as YAML.
     pub args: Vec<String>,
@@ -103,7 +105,11 @@ pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: b
         };
     }
     let Some(fun) = args.fun.clone() else {
-        let _ = writeln!(err, "ERROR: name a function to run (module.function)");
+        let e = CallArgs::command().error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "the following required arguments were not provided:\n  <FUN>",
+        );
+        let _ = write!(err, "{}", e.render());
         return exit::USAGE;
     };
     let mut cfg = match MinionConfig::load(args.config.as_deref()) {

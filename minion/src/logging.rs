@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. Fails only when `level` is not a valid filter
 /// (the config checks its own `log_level`; a `--log-level` flag is checked here).
 pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
+    brine_proto::config::check_log_filter(level)?;
     let filter = match EnvFilter::try_from_default_env() {
         Ok(f) => f,
         Err(_) => EnvFilter::try_new(format!("{level},sled=warn,async_nats=warn"))

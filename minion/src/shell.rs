@@ -11,7 +11,8 @@ pub use clap_complete::Shell;
 
 /// Writes `shell`'s completion script for the command `cmd` (its name is the binary's).
 /// A closed pipe (`… | head`) is not an error.
-pub fn completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn completions(cmd: clap::Command, shell: Shell, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut cmd = visible(&cmd);
     let name = cmd.get_name().to_string();
     // clap_complete panics when its writer fails; give it memory, then write.
     let mut script = Vec::new();
@@ -20,6 +21,21 @@ pub fn completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn Write) ->
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+/// `cmd` without its hidden arguments and subcommands (packaging helpers), which the
+/// completion generators would otherwise offer.
+fn visible(cmd: &clap::Command) -> clap::Command {
+    let mut out = clap::Command::new(cmd.get_name().to_string())
+        .args(cmd.get_arguments().filter(|a| !a.is_hide_set()).cloned())
+        .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).map(visible));
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    if let Some(v) = cmd.get_version() {
+        out = out.version(v.to_string());
+    }
+    out
 }
 
 /// Writes the man pages of `cmd` and of each visible subcommand into `dir`, in manual

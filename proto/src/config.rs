@@ -96,6 +96,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// Checks a log filter as `log_level` and `--log-level` take it: a level (`error`,
+/// `warn`, `info`, `debug`, `trace`, `off`) or comma-separated `target=level`
+/// directives, possibly after a level (`info,brine_minion=debug`). A bare word that is
+/// not a level would silently become a target filter (`inf` logs nothing), so it is
+/// refused here.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    for directive in filter.split(',').map(str::trim) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.is_empty() => level,
+            Some(_) => return Err(format!("{directive:?} names no target before '='")),
+            None => directive,
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{level:?} is not a log level (use error, warn, info, debug, trace or off, or target=level)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The 1-based line where a config `key` is set in TOML `text`, for error messages:
 /// `nats.listen` is the `listen = …` line under `[nats]`, `operators.alice` (or
 /// `operators.alice.acl[0]`) the table's header. `None` when the key is not written
@@ -126,6 +148,16 @@ pub fn line_of(text: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_filters_are_levels_or_target_directives() {
+        for ok in ["info", "DEBUG", "off", "info,brine_minion=debug", "sled=warn"] {
+            assert_eq!(check_log_filter(ok), Ok(()), "{ok}");
+        }
+        for bad in ["inf", "loud=", "=info", "", "info,,debug", "info,verbose"] {
+            assert!(check_log_filter(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn config_keys_are_found_by_line() {
