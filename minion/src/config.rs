@@ -459,5 +459,8 @@ mod packaged_defaults {
         );
         let ok = MinionConfig::parse(&text.replace("*/15 * *", "*/15 * * * *"), None).unwrap();
         assert_eq!(ok.schedule["disk"]["cron"], "*/15 * * * *");
+        // An unquoted TOML date-time is a date and time too.
+        let once = "id = \"x\"\n[schedule.o]\nfunction = \"test.ping\"\nonce = 2030-01-02T03:04:05Z\n";
+        assert!(MinionConfig::parse(once, None).is_ok());
     }
 }

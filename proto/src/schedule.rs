@@ -188,6 +188,18 @@ fn time_of_day_24(s: &str) -> Option<u32> {
     Some(h * 3600 + m * 60 + sec)
 }
 
+/// A value as written, with an unquoted TOML date-time (which reaches us as
+/// `{"$__toml_private_datetime": "…"}`) turned into its text.
+fn toml_datetime(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if m.len() == 1 => match m.get("$__toml_private_datetime") {
+            Some(Value::String(s)) => Value::String(s.clone()),
+            _ => v.clone(),
+        },
+        _ => v.clone(),
+    }
+}
+
 /// A range bound: a date and time, or a time of day (`15:00`, `3pm`, `5:30 PM`).
 pub fn parse_moment(s: &str) -> Option<Moment> {
     if let Some(ms) = parse_datetime(s) {
@@ -265,7 +277,7 @@ impl Entry {
             }
         }
         let cron = item.get("cron").filter(|v| !v.is_null());
-        let once = item.get("once").filter(|v| !v.is_null());
+        let once = item.get("once").filter(|v| !v.is_null()).map(toml_datetime);
         let timing = match (interval, cron, once) {
             (true, None, None) => {
                 if every_ms < 1000.0 {
@@ -275,7 +287,7 @@ impl Entry {
             }
             (false, Some(Value::String(c)), None) => Timing::Cron(c.parse::<Cron>().map_err(|e| err(e.to_string()))?),
             (false, Some(other), None) => return Err(err(format!("cron must be a string, not {other}"))),
-            (false, None, Some(Value::String(t))) => Timing::Once(parse_datetime(t).ok_or_else(|| {
+            (false, None, Some(Value::String(t))) => Timing::Once(parse_datetime(&t).ok_or_else(|| {
                 err(format!(
                     "once {t:?} is not a date and time (e.g. 2026-11-23T10:00:00, UTC unless an offset is given)"
                 ))
@@ -315,7 +327,8 @@ impl Entry {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => {
                 let bound = |k: &str| {
-                    let s = m.get(k).and_then(Value::as_str).ok_or_else(|| err(format!("range needs {k}")))?;
+                    let v = m.get(k).map(toml_datetime);
+                    let s = v.as_ref().and_then(Value::as_str).ok_or_else(|| err(format!("range needs {k}")))?;
                     parse_moment(s).ok_or_else(|| err(format!("range {k} {s:?} is not a time (e.g. 08:00, 5pm)")))
                 };
                 let (start, end) = (bound("start")?, bound("end")?);
