@@ -236,3 +236,31 @@ async fn operator_jobs_and_commands_typed_in_a_shell_are_in_brine_audit_and_keyw
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("glob"), "{bad:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_audit_trail_needs_the_jobs_right() {
+    let keys = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for name in ["alice", "carol"] {
+        let key = brine_proto::keys::generate_key();
+        let private = keys.path().join(format!("{name}.pem"));
+        brine_proto::keys::write_private_key(&private, &key).unwrap();
+        brine_proto::keys::write_public_key(&keys.path().join(format!("{name}.pub")), &key.verifying_key()).unwrap();
+        files.push(private.display().to_string());
+    }
+    let extra = format!(
+        "[operators.alice]\nkey = {:?}\n\n[operators.carol]\nkey = {:?}\njobs = true\n",
+        keys.path().join("alice.pub").display().to_string(),
+        keys.path().join("carol.pub").display().to_string(),
+    );
+    let master = TestMaster::start(MasterOpts { extra, ..Default::default() }).await;
+    let alice = master.cli(&["--operator", "alice", "--key", &files[0], "audit"]).await;
+    assert_eq!(alice.code, 2, "{alice:?}");
+    assert!(alice.stderr.contains("operator alice may not read the audit log"), "{alice:?}");
+    let carol = master.cli(&["--operator", "carol", "--key", &files[1], "audit", "--out", "json"]).await;
+    assert_eq!(carol.code, 0, "{carol:?}");
+    let lines = json_of(&carol);
+    let refused = lines.as_array().unwrap().iter().find(|l| l["operator"] == "alice").expect("alice's refusal");
+    assert_eq!(refused["op"], "audit.query");
+    assert!(refused["result"].as_str().unwrap().starts_with("refused: denied"), "{refused}");
+}
