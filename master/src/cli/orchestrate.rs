@@ -14,7 +14,8 @@ use std::path::Path;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0   every step succeeded (in test mode: would succeed)
-  1   a step failed, or the orchestration was aborted (brine job kill)
+  1   a step failed, the orchestration was aborted (brine job kill), or the
+      master was lost while it ran
   2   nothing ran: the file did not render or compile, the master refused the
       request, or the master could not be reached
   64  the command line is wrong";
@@ -104,15 +105,32 @@ pub async fn run(op: &Operator, args: OrchestrateArgs, io: &mut Io<'_>) -> u8 {
         "Orchestration {} started; `brine job pause|resume|kill {}` controls it.",
         started.jid, started.jid
     );
+    // The result comes on our subject; the job cache is asked now and then too, so a
+    // lost message or a master that went away does not leave the CLI waiting forever.
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(10));
+    check.tick().await;
     let ret = loop {
-        let Some(msg) = results.next().await else {
-            return fail(io, format_args!("lost the master while orchestration {} ran", started.jid));
-        };
-        let Ok(reply) = op.open_reply(&msg.payload) else { continue };
-        if let CtlResult::Returns(rets) = reply.result {
-            if let Some(r) = rets.into_iter().find(|r| r.jid == started.jid) {
-                break r;
+        tokio::select! {
+            msg = results.next() => {
+                let Some(msg) = msg else {
+                    return lost(io, started.jid, "the connection closed");
+                };
+                let Ok(reply) = op.open_reply(&msg.payload) else { continue };
+                if let CtlResult::Returns(rets) = reply.result {
+                    if let Some(r) = rets.into_iter().find(|r| r.jid == started.jid) {
+                        break r;
+                    }
+                }
             }
+            _ = check.tick() => match op.request(CtlOp::JobShow { jid: started.jid }).await {
+                Ok(CtlResult::Job(report)) => {
+                    if let Some(r) = report.returns.into_iter().next() {
+                        break r;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return lost(io, started.jid, e),
+            },
         }
     };
     let text = match args.out.unwrap_or(OutFormat::Highstate) {
@@ -134,6 +152,15 @@ pub async fn run(op: &Operator, args: OrchestrateArgs, io: &mut Io<'_>) -> u8 {
     } else {
         exit::FAILED
     }
+}
+
+/// The master went away while the orchestration ran: its outcome is unknown here.
+fn lost(io: &mut Io<'_>, jid: brine_proto::Jid, why: impl std::fmt::Display) -> u8 {
+    let _ = writeln!(
+        io.err,
+        "ERROR: lost the master while orchestration {jid} ran ({why}); `brine job show {jid}` tells how it ended"
+    );
+    exit::FAILED
 }
 
 #[cfg(test)]
