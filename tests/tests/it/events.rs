@@ -370,3 +370,60 @@ async fn named_operators_need_rights_to_read_and_send_events() {
     let audit = std::fs::read_to_string(master.dir.join("master/audit.log")).unwrap();
     assert!(audit.lines().any(|l| l.contains("\"event.send\"") && l.contains("alice")), "{audit}");
 }
+
+/// The issue's scenario: a file changes on a minion → its inotify beacon's event → a
+/// reaction runs a job on that minion → the job's return is in the job cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_on_a_minion_triggers_a_job_through_its_beacon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let watched = tmp.path().join("watched");
+    std::fs::create_dir(&watched).unwrap();
+    let reaction = tmp.path().join("changed.sls");
+    std::fs::write(
+        &reaction,
+        "record_change:\n  local.cmd.run:\n    - tgt: {{ data['id'] }}\n    - arg:\n      - echo changed {{ data['path'] }} \
+         {{ data['change'] }}\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "[[reactor.rules]]\ntag = \"brine/beacon/*/inotify/*\"\nfiles = [{:?}]\n",
+        reaction.display().to_string()
+    );
+    let master = TestMaster::start(MasterOpts { extra, ..Default::default() }).await;
+    let tables = format!(
+        "[beacons.inotify]\ninterval = 0.2\nfiles = {{ {w:?} = {{ mask = [\"create\"] }} }}\n",
+        w = watched.display().to_string()
+    );
+    let minion = TestMinion::start(&master.url(), "m1", MinionOpts { tables, ..Default::default() }).await;
+    master.wait_key("m1", "Unaccepted Keys:").await;
+    master.accept(&minion).await;
+
+    let file = watched.join("app.conf");
+    std::fs::write(&file, "x").unwrap();
+    let m = master.master();
+    let mut jid = String::new();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let found = brine_master::reactor::history(m.shared(), 10)
+                .ok()
+                .and_then(|r| r.into_iter().find(|r| r.name == "record_change" && r.ok));
+            if let Some(r) = &found {
+                jid = r.jids[0].to_string();
+            }
+            found.is_some()
+        })
+        .await,
+        "no reaction to the beacon event: {:?}",
+        brine_master::reactor::history(m.shared(), 10)
+    );
+    let want = format!("changed {} IN_CREATE", file.display());
+    let mut shown = CliOutput { code: 1, stdout: String::new(), stderr: String::new() };
+    for _ in 0..50 {
+        shown = master.cli(&["job", "show", &jid, "--out", "json"]).await;
+        if shown.stdout.contains(&want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(shown.stdout.contains(&want), "{want} not in {shown:?}");
+}
