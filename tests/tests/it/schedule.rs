@@ -219,7 +219,7 @@ async fn a_scheduled_return_speaks_only_for_its_minion_and_its_own_job() {
     let (client, _) = connect_as(&master.url(), &a.key_path(), "_INBOX_a", &master.ca_path()).await;
     let js = async_nats::jetstream::new(client.clone());
     let a_key = brine_proto::keys::load_key(&a.key_path()).unwrap();
-    let scheduled = |id: &str, jid: Jid| Return {
+    let forged = |id: &str, jid: Jid| Return {
         stamp: Stamp::new(jid.to_string(), Duration::from_secs(600)),
         jid,
         id: MinionId::new(id).unwrap(),
@@ -240,12 +240,12 @@ async fn a_scheduled_return_speaks_only_for_its_minion_and_its_own_job() {
         async move { js.publish(subject, bytes.into()).await.unwrap().await.unwrap() }
     };
     // Marked as scheduled, with the JID of the operator's job: filed as a job of its own.
-    let sealed = seal(&scheduled("a", jid), &a_key).unwrap();
+    let sealed = seal(&forged("a", jid), &a_key).unwrap();
     publish(format!("brine.ret.a.{jid}"), sealed.clone()).await;
     // The same run delivered again is stored once.
     publish(format!("brine.ret.a.{jid}"), sealed).await;
     // Signed by a, claiming to be b's scheduled run.
-    publish(format!("brine.ret.a.{jid}"), seal(&scheduled("b", jid), &a_key).unwrap()).await;
+    publish(format!("brine.ret.a.{jid}"), seal(&forged("b", jid), &a_key).unwrap()).await;
 
     let m = master.master();
     assert!(
