@@ -4,7 +4,7 @@
 use super::client::Operator;
 use super::{columns, exit, fail, Io};
 use crate::config::MasterConfig;
-use crate::reactor::{Planned, PlannedAction};
+use crate::reactor::{Action, Planned, PlannedAction};
 use brine_proto::envelope::Envelope;
 use brine_proto::msg::{CtlOp, CtlResult, Event, KeyStatus};
 use brine_proto::{Map, Value};
@@ -284,8 +284,11 @@ pub fn reactor_local(cfg: &MasterConfig, cmd: &ReactorCommand, io: &mut Io<'_>) 
                 return exit::OK;
             }
             let failed = planned.iter().any(|p| matches!(p.action, PlannedAction::Error(_)));
-            let doc = serde_json::to_value(&planned).unwrap_or_default();
-            let text = if *json { brine_proto::output::json(&doc) } else { describe(&planned) };
+            let text = if *json {
+                brine_proto::output::json(&Value::Array(planned.iter().map(planned_doc).collect()))
+            } else {
+                describe(&planned)
+            };
             let _ = write!(io.out, "{text}");
             if failed {
                 exit::FAILED
@@ -297,29 +300,40 @@ pub fn reactor_local(cfg: &MasterConfig, cmd: &ReactorCommand, io: &mut Io<'_>) 
     }
 }
 
+/// One planned entry as printed: its id, file and function, then what it would do
+/// (Salt's argument names) or the error.
+fn planned_doc(p: &Planned) -> Value {
+    let mut doc = serde_json::json!({"name": p.name, "file": p.file, "function": p.function});
+    let more = match &p.action {
+        PlannedAction::Error(e) => serde_json::json!({"error": e}),
+        PlannedAction::Run(Action::Job(run)) => {
+            let (tgt, tgt_type) = crate::events::salt_target(&run.target);
+            serde_json::json!({"tgt": tgt, "tgt_type": tgt_type, "arg": run.arg, "kwarg": run.kwarg})
+        }
+        PlannedAction::Run(Action::Event { tag, data }) => serde_json::json!({"tag": tag, "data": data}),
+        PlannedAction::Run(Action::Orchestrate { mods, saltenv, pillar, test }) => {
+            serde_json::json!({"mods": mods, "saltenv": saltenv, "pillar": pillar, "test": test})
+        }
+    };
+    if let (Value::Object(d), Value::Object(m)) = (&mut doc, more) {
+        d.extend(m);
+    }
+    doc
+}
+
 /// What would run, one block per entry.
 fn describe(planned: &[Planned]) -> String {
     let mut out = String::new();
     for p in planned {
         out.push_str(&format!("{} ({}):\n", if p.name.is_empty() { "-" } else { &p.name }, p.file));
-        let doc = match &p.action {
-            PlannedAction::Error(e) => serde_json::json!({"error": e}),
-            PlannedAction::Run(action) => {
-                let mut doc = serde_json::to_value(action).unwrap_or_default();
-                if let crate::reactor::Action::Job(run) = action {
-                    let (tgt, tgt_type) = crate::events::salt_target(&run.target);
-                    doc = serde_json::json!({"function": p.function, "tgt": tgt, "tgt_type": tgt_type,
-                        "arg": run.arg, "kwarg": run.kwarg});
-                } else if let Value::Object(m) = &mut doc {
-                    if let Some((_, inner)) = m.iter().next() {
-                        let mut inner = inner.clone();
-                        inner["function"] = p.function.clone().into();
-                        doc = inner;
-                    }
-                }
-                doc
+        let mut doc = planned_doc(p);
+        if let Value::Object(m) = &mut doc {
+            m.remove("name");
+            m.remove("file");
+            if p.function.is_empty() {
+                m.remove("function");
             }
-        };
+        }
         for line in brine_proto::output::yaml(&doc).lines() {
             out.push_str(&format!("  {line}\n"));
         }
