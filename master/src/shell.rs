@@ -43,22 +43,30 @@ fn visible(cmd: &clap::Command) -> clap::Command {
 pub fn man_pages(cmd: clap::Command, dir: &Path, section: &str) -> std::io::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
-    write_pages(cmd, dir, section, &mut written)?;
+    // Subcommands have no version of their own: every page names the program's.
+    let source = format!("{} {}", cmd.get_name(), cmd.get_version().unwrap_or_default());
+    write_pages(cmd, dir, section, source.trim_end(), &mut written)?;
     written.sort();
     Ok(written)
 }
 
-fn write_pages(cmd: clap::Command, dir: &Path, section: &str, written: &mut Vec<String>) -> std::io::Result<()> {
+fn write_pages(
+    cmd: clap::Command,
+    dir: &Path,
+    section: &str,
+    source: &str,
+    written: &mut Vec<String>,
+) -> std::io::Result<()> {
     let mut cmd = cmd.disable_help_subcommand(true);
     cmd.build();
     let name = cmd.get_display_name().unwrap_or_else(|| cmd.get_name()).to_string();
     let file = format!("{name}.{section}");
     let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).section(section.to_string()).render(&mut page)?;
+    clap_mangen::Man::new(cmd.clone()).section(section.to_string()).source(source.to_string()).render(&mut page)?;
     std::fs::write(dir.join(&file), page)?;
     written.push(file);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        write_pages(sub.clone(), dir, section, written)?;
+        write_pages(sub.clone(), dir, section, source, written)?;
     }
     Ok(())
 }

@@ -192,7 +192,9 @@ fn completions_and_man_pages_come_from_the_command_definitions() {
     assert_eq!(run("brine", &["man", path_str(dir.path())]).status.code(), Some(0));
     assert_eq!(run("brine-minion", &["--man-dir", path_str(dir.path())]).status.code(), Some(0));
     let run_page = std::fs::read_to_string(dir.path().join("brine-run.1")).expect("brine-run.1");
-    assert!(run_page.contains(".TH brine\\-run 1") && run_page.contains("\\-\\-batch"), "{run_page}");
+    // Each subcommand's page names the program and its version (the workspace's).
+    let title = format!(".TH brine-run 1  \"brine {}\"", env!("CARGO_PKG_VERSION"));
+    assert!(run_page.contains(&title) && run_page.contains("\\-\\-batch"), "{run_page}");
     // `brine minion` (section 1) and the brine-minion daemon (section 8) do not collide.
     assert!(dir.path().join("brine-minion.1").exists() && dir.path().join("brine-minion.8").exists());
     assert!(!dir.path().join("brine-man.1").exists());
