@@ -279,12 +279,17 @@ async fn serve_op(shared: &Arc<Shared>, operator: &str, rights: Rights<'_>, op: 
             }
         }
         CtlOp::AuditQuery(filter) => {
-            let store = &shared.store;
-            let job_minions =
-                |jid| store.job(jid).ok().flatten().map(|j| j.minions.iter().map(|m| m.to_string()).collect());
-            match audit::query(shared.audit.path(), &filter, job_minions) {
-                Ok(lines) => CtlResult::Audit(lines),
-                Err(e) => error(CtlErrorKind::BadRequest, e),
+            // The whole log is read: off the async threads.
+            let sh = shared.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let job_minions =
+                    |jid| sh.store.job(jid).ok().flatten().map(|j| j.minions.iter().map(|m| m.to_string()).collect());
+                audit::query(sh.audit.path(), &filter, job_minions)
+            });
+            match read.await {
+                Ok(Ok(lines)) => CtlResult::Audit(lines),
+                Ok(Err(e)) => error(CtlErrorKind::BadRequest, e),
+                Err(e) => error(CtlErrorKind::Internal, e.to_string()),
             }
         }
         CtlOp::ReactorHistory { limit } => match crate::reactor::history(shared, limit.clamp(1, 100_000)) {

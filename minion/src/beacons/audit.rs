@@ -34,6 +34,8 @@ struct Audit {
     spool_dir: PathBuf,
     offsets_path: PathBuf,
     offsets: BTreeMap<String, Offset>,
+    /// Whether the spool dir's owner and mode were found wanting (said once).
+    warned: bool,
 }
 
 pub(crate) fn build(name: &str, options: &Map, env: &Env) -> Result<Box<dyn Beacon>, String> {
@@ -45,7 +47,7 @@ pub(crate) fn build(name: &str, options: &Map, env: &Env) -> Result<Box<dyn Beac
     };
     let offsets_path = env.data_dir.join(format!("beacon-{name}-offsets.json"));
     let offsets = std::fs::read(&offsets_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    Ok(Box::new(Audit { spool_dir, offsets_path, offsets }))
+    Ok(Box::new(Audit { spool_dir, offsets_path, offsets, warned: false }))
 }
 
 /// A user's name, or the uid as text when it has none.
@@ -138,6 +140,19 @@ impl Beacon for Audit {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(format!("{}: {e}", self.spool_dir.display())),
         };
+        // Users may not delete or rename each other's files only in a root-owned
+        // sticky directory (what audit.install_hook makes).
+        if let Ok(meta) = std::fs::metadata(&self.spool_dir) {
+            let safe = meta.uid() == 0 && meta.mode() & 0o1000 != 0;
+            if !safe && !self.warned {
+                tracing::warn!(
+                    dir = %self.spool_dir.display(),
+                    "the audit spool directory is not root-owned with the sticky bit (mode 1733): users may \
+                     remove each other's unshipped commands; run audit.install_hook to fix it"
+                );
+            }
+            self.warned = !safe;
+        }
         let before = self.offsets.clone();
         let mut out = Vec::new();
         let mut seen = Vec::new();
