@@ -203,6 +203,32 @@ mod tests {
         assert!(lines[0]["time"].as_u64().unwrap() > 1_600_000_000);
         let mode = std::fs::metadata(spool.join(uid.to_string())).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+
+        // A spool file of our name that someone else owns is never written to.
+        if uid.is_root() {
+            let theirs = dir.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o1733)).unwrap();
+            let planted = theirs.join("0");
+            std::fs::write(&planted, "").unwrap();
+            std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+            nix::unistd::chown(&planted, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let other_hook = dir.path().join("other-hook.sh");
+            std::fs::write(&other_hook, hook_script(theirs.to_str().unwrap()).unwrap()).unwrap();
+            let mut child = Command::new("bash")
+                .args(["--norc", "--noprofile", "-i"])
+                .env("HOME", dir.path())
+                .env("HISTFILE", dir.path().join("history2"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let input = format!("source {}\necho secret\n\nexit\n", other_hook.display());
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+            assert!(child.wait().unwrap().success());
+            assert_eq!(std::fs::read_to_string(&planted).unwrap(), "", "nothing written to a file another user owns");
+        }
     }
 
     #[test]

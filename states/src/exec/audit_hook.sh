@@ -33,14 +33,16 @@ __brine_audit() {
     fi
     if [ -n "$num" ] && [ "$num" != "$__brine_audit_last" ] && [ -n "$cmd" ]; then
         __brine_audit_last=$num
-        local old_umask
-        old_umask=$(umask)
-        umask 077
-        printf '{"time":%s,"user":%s,"uid":%s,"tty":%s,"cwd":%s,"pid":%s,"command":%s}\n' \
-            "$(printf '%(%s)T' -1)" "$(__brine_audit_json "${USER:-$(id -un)}")" "$UID" \
-            "$(__brine_audit_json "$__brine_audit_tty")" "$(__brine_audit_json "$PWD")" "$$" \
-            "$(__brine_audit_json "$cmd")" >> "$__brine_audit_dir/$UID" 2>/dev/null
-        umask "$old_umask"
+        local f="$__brine_audit_dir/$UID"
+        # Created by us, mode 0600, only if absent; then written only if it is ours:
+        # a file another user made under our name would leak our commands to them.
+        [ -e "$f" ] || (umask 077; set -C; : > "$f") 2>/dev/null
+        if [ -O "$f" ] && [ -f "$f" ] && [ ! -L "$f" ]; then
+            printf '{"time":%s,"user":%s,"uid":%s,"tty":%s,"cwd":%s,"pid":%s,"command":%s}\n' \
+                "$(printf '%(%s)T' -1)" "$(__brine_audit_json "${USER:-$(id -un)}")" "$UID" \
+                "$(__brine_audit_json "$__brine_audit_tty")" "$(__brine_audit_json "$PWD")" "$$" \
+                "$(__brine_audit_json "$cmd")" >> "$f" 2>/dev/null
+        fi
     fi
     return $status
 }
