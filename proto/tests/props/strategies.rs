@@ -117,7 +117,14 @@ fn presence() -> impl Strategy<Value = Presence> {
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (stamp(), any::<String>(), value()).prop_map(|(stamp, tag, data)| Event::new(stamp, tag, data))
+    (stamp(), any::<String>(), value(), proptest::option::of(jid()), any::<u32>()).prop_map(
+        |(stamp, tag, data, jid, depth)| {
+            let mut event = Event::new(stamp, tag, data);
+            event.jid = jid;
+            event.depth = depth;
+            event
+        },
+    )
 }
 
 fn key_selection() -> impl Strategy<Value = KeySelection> {
@@ -160,7 +167,13 @@ fn ctl_op() -> impl Strategy<Value = CtlOp> {
         (target(), vec(any::<String>(), 0..3)).prop_map(|(target, grains)| CtlOp::Inventory { target, grains }),
         (any::<String>(), value()).prop_map(|(tag, data)| CtlOp::EventSend { tag, data }),
         any::<usize>().prop_map(|limit| CtlOp::ReactorHistory { limit }),
-        (any::<usize>(), any::<Option<String>>(), any::<Option<String>>(), any::<Option<u64>>(), any::<Option<String>>())
+        (
+            any::<usize>(),
+            any::<Option<String>>(),
+            any::<Option<String>>(),
+            any::<Option<u64>>(),
+            any::<Option<String>>()
+        )
             .prop_map(|(limit, user, minion, since_ms, grep)| CtlOp::AuditQuery(AuditFilter {
                 limit,
                 user,
@@ -168,15 +181,16 @@ fn ctl_op() -> impl Strategy<Value = CtlOp> {
                 since_ms,
                 grep
             })),
-        (vec(any::<String>(), 0..2), any::<Option<String>>(), any::<Option<String>>(), map(), any::<bool>())
-            .prop_map(|(sls, text, saltenv, pillar, test)| CtlOp::Orchestrate(OrchestrateRequest {
+        (vec(any::<String>(), 0..2), any::<Option<String>>(), any::<Option<String>>(), map(), any::<bool>()).prop_map(
+            |(sls, text, saltenv, pillar, test)| CtlOp::Orchestrate(OrchestrateRequest {
                 sls,
                 text,
                 saltenv,
                 pillar,
                 test,
                 stream_to: None,
-            })),
+            })
+        ),
         (jid(), prop_oneof![Just(JobAction::Pause), Just(JobAction::Resume), Just(JobAction::Kill)])
             .prop_map(|(jid, action)| CtlOp::JobControl { jid, action }),
     ]
@@ -275,7 +289,25 @@ fn ctl_result() -> impl Strategy<Value = CtlResult> {
         vec((minion_id(), map()), 0..3).prop_map(CtlResult::Inventory),
         vec(value(), 0..3).prop_map(CtlResult::Audit),
         any::<String>().prop_map(CtlResult::JobControlled),
+        any::<String>().prop_map(|tag| CtlResult::EventSent { tag }),
+        vec(reaction(), 0..3).prop_map(CtlResult::Reactions),
     ]
+}
+
+fn reaction() -> impl Strategy<Value = ReactionRecord> {
+    (any::<u64>(), any::<String>(), any::<String>(), any::<u32>(), any::<String>(), vec(jid(), 0..2), any::<bool>())
+        .prop_map(|(at_ms, tag, source, depth, file, jids, ok)| ReactionRecord {
+            at_ms,
+            tag,
+            source,
+            depth,
+            name: file.clone(),
+            function: "local.test.ping".into(),
+            file,
+            jids,
+            ok,
+            result: String::new(),
+        })
 }
 
 fn ctl_reply() -> impl Strategy<Value = CtlReply> {
