@@ -213,6 +213,17 @@ fn now_hms() -> String {
 /// What a state function call gave: result, changes, comment.
 type Called = (Option<bool>, Map, String);
 
+/// A function's outcome as a result: "would change" in test mode is `None`.
+fn called(outcome: Outcome, test: bool) -> Called {
+    let would_change = !outcome.changes.is_empty() || outcome.predicted;
+    let result = match (outcome.ok, test, would_change) {
+        (false, _, _) => Some(false),
+        (true, true, true) => None,
+        (true, _, _) => Some(true),
+    };
+    (result, outcome.changes, outcome.comment)
+}
+
 /// What the requisites say about running a chunk.
 enum Status {
     Run { watch: bool },
@@ -285,13 +296,14 @@ impl Runner<'_, '_> {
             },
             None => f.call(&self.run.ctx, &c.name, &c.args, apply),
         };
-        let would_change = !outcome.changes.is_empty() || outcome.predicted;
-        let result = match (outcome.ok, test, would_change) {
-            (false, _, _) => Some(false),
-            (true, true, true) => None,
-            (true, _, _) => Some(true),
-        };
-        (result, outcome.changes, outcome.comment)
+        called(outcome, test)
+    }
+
+    /// Runs the watch action of chunk `i`'s function, if it has one.
+    fn call_watch(&self, i: usize, reqs: &[Value], test: bool) -> Option<Called> {
+        let c = &self.chunks[i];
+        let outcome = lookup(&c.function())?.watch(&self.run.ctx, &c.name, &c.args, !test, reqs)?;
+        Some(called(outcome, test))
     }
 
     /// `onlyif`, `unless`, `creates`: the comment of a skip, if the chunk is skipped.
@@ -492,8 +504,11 @@ impl Runner<'_, '_> {
         let (mut result, mut changes, mut comment) = self.call(i, None, test);
         if watch && changes.is_empty() && result != Some(false) {
             let reqs = self.changed_reqs(i, ReqBase::Watch);
-            run_num = self.take_run_num();
-            (result, changes, comment) = self.call(i, Some(&reqs), test);
+            // A function without a watch action treats `watch` as `require`, as Salt does.
+            if let Some(watched) = self.call_watch(i, &reqs, test) {
+                run_num = self.take_run_num();
+                (result, changes, comment) = watched;
+            }
         }
         if let Some(retry) = self.chunks[i].retry.clone() {
             let again;

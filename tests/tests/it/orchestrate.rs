@@ -163,12 +163,14 @@ async fn retry_fail_minions_state_steps_and_exit_codes() {
          tolerant:\n  brine.function:\n    - name: grains.has_value\n    - tgt: '*'\n    - arg: [web]\n    - fail_minions: 50%\n\
          named:\n  brine.function:\n    - name: grains.has_value\n    - tgt: '*'\n    - arg: [web]\n    - fail_minions: [db1]\n\
          states:\n  brine.state:\n    - tgt: db1\n    - sls: hello\n\
+         watcher:\n  brine.state:\n    - tgt: db1\n    - sls: quiet\n    - watch:\n      - brine: states\n\
          strict:\n  brine.function:\n    - name: grains.has_value\n    - tgt: '*'\n    - arg: [web]\n",
         m = marker.display()
     );
     let files = [
         ("orch/retry.sls", retry.as_str()),
         ("hello.sls", "hi:\n  test.succeed_with_changes\n"),
+        ("quiet.sls", "calm:\n  test.succeed_without_changes\n"),
         ("orch/ok.sls", "one:\n  brine.function:\n    - name: test.ping\n    - tgt: 'web*'\n"),
         ("orch/broken.sls", "one:\n  brine.function:\n    - name: test.ping\n    - tgt: [unclosed\n"),
         ("orch/all.sls", "all:\n  brine.function:\n    - name: test.ping\n    - tgt: '*'\n"),
@@ -212,6 +214,13 @@ async fn retry_fail_minions_state_steps_and_exit_codes() {
     assert_eq!(s["states"]["result"], json!(true), "{}", s["states"]);
     assert!(s["states"]["comment"].as_str().unwrap().starts_with("States ran successfully. Updating db1."));
     assert_eq!(s["states"]["changes"]["ret"]["db1"]["test_|-hi_|-hi_|-succeed_with_changes"]["result"], json!(true));
+    // A step has no watch action: a watch that fired works like require (runs once).
+    assert_eq!(
+        s["watcher"]["comment"].as_str().unwrap().split(" Job ").next(),
+        Some("States ran successfully. No changes made to db1.")
+    );
+    let runs = jobs_of(&master, "state.sls").await.len();
+    assert_eq!(runs, 4, "test mode and real runs of states and watcher, once each");
 
     // Success, a file of the operator's own, and nothing ran.
     let out = master.cli(&["orchestrate", "orch.ok"]).await;
