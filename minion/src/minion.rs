@@ -272,7 +272,7 @@ async fn run_scheduled(sh: &Arc<Shared>, launch: brine_proto::schedule::Launch) 
         queued: false,
     };
     tracing::info!(%jid, name = %launch.name, fun = %launch.function, "running a scheduled job");
-    let mut ret = run_job(sh, job).await;
+    let mut ret = run_job_listed(sh, job, launch.jid_include).await;
     sh.schedule.finished(&launch.name);
     ret.schedule =
         Some(Box::new(brine_proto::msg::ScheduledRun { name: launch.name, arg: launch.args, kwarg: launch.kwargs }));
@@ -1183,19 +1183,27 @@ pub fn error_text(fun: &str, err: &CallError) -> String {
 }
 
 async fn run_job(sh: &Arc<Shared>, job: Job) -> Return {
+    run_job_listed(sh, job, true).await
+}
+
+/// Runs a job; `listed`: registered as running (`saltutil.running`, `find_job`,
+/// `kill_job`, heartbeats), which a scheduled run with `jid_include: false` is not.
+async fn run_job_listed(sh: &Arc<Shared>, job: Job, listed: bool) -> Return {
     let cancel = CancelFlag::default();
     // Registered before waiting for a worker, so a queued job can be found and killed.
-    sh.running.lock().unwrap_or_else(|e| e.into_inner()).insert(
-        job.jid,
-        RunningJob {
-            cancel: cancel.clone(),
-            fun: job.fun.clone(),
-            arg: job.arg.clone(),
-            tgt: job.target.to_string(),
-            user: job.user.clone(),
-            started_at: brine_proto::time::now_ms(),
-        },
-    );
+    if listed {
+        sh.running.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            job.jid,
+            RunningJob {
+                cancel: cancel.clone(),
+                fun: job.fun.clone(),
+                arg: job.arg.clone(),
+                tgt: job.target.to_string(),
+                user: job.user.clone(),
+                started_at: brine_proto::time::now_ms(),
+            },
+        );
+    }
     let permit = sh.workers.clone().acquire_owned().await;
     let started_at = brine_proto::time::now_ms();
     let t0 = Instant::now();

@@ -268,3 +268,40 @@ async fn a_scheduled_return_speaks_only_for_its_minion_and_its_own_job() {
     let shown = master.cli(&["job", "show", filed_jid]).await;
     assert_eq!(shown.stdout, "a:\n    forged\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jid_include_false_keeps_a_run_out_of_saltutil_running() {
+    let (master, _minion) = one_minion(MinionOpts::default()).await;
+    for (name, include) in [("shown", "True"), ("hidden", "False")] {
+        let jid_include = format!("jid_include={include}");
+        let args = [
+            "run",
+            "m1",
+            "schedule.add",
+            name,
+            "function=test.sleep",
+            "job_args=[3]",
+            "seconds=60",
+            "run_on_start=True",
+        ];
+        let mut args = args.to_vec();
+        args.push(&jid_include);
+        assert_eq!(master.cli(&args).await.code, 0);
+    }
+    // Both start at once; only the listed one is in saltutil.running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let running = loop {
+        let running = run_json(&master.cli(&["run", "m1", "saltutil.running", "--out", "json"]).await);
+        let sleeps: Vec<Value> =
+            running.as_array().unwrap().iter().filter(|j| j["fun"] == "test.sleep").cloned().collect();
+        if !sleeps.is_empty() {
+            break sleeps;
+        }
+        assert!(Instant::now() < deadline, "no scheduled run showed up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(running[0]["user"], "schedule");
+    // Both return to the job cache.
+    wait_returned(&master, "test.sleep", 2, Duration::from_secs(15)).await;
+}
