@@ -29,7 +29,7 @@ Exit codes:
 
 /// Run a function on this host and print its return.
 #[derive(Debug, clap::Parser)]
-#[command(name = "brine-call", version, about, after_help = EXIT_CODES,
+#[command(name = "brine-call", version, after_help = EXIT_CODES,
           override_usage = "brine-call [OPTIONS] <FUN> [ARGS]...")]
 pub struct CallArgs {
     /// Run without a master (the functions that need none run the same either way).

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 /// The brine master: key registry, embedded NATS, jobs and the job cache.
 #[derive(Debug, Parser)]
-#[command(name = "brine-master", version, about)]
+#[command(name = "brine-master", version)]
 struct Args {
     /// Config file [default: /etc/brine/master.toml; a missing default file means all defaults].
     #[arg(short, long, env = "BRINE_MASTER_CONFIG", value_name = "FILE")]

@@ -41,9 +41,9 @@ Exit codes:
       master could not be reached
   64  the command line is wrong";
 
-/// brine: run commands and states on a fleet of minions.
+/// Run commands and states on a fleet of minions: the brine operator CLI.
 #[derive(Debug, Parser)]
-#[command(name = "brine", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "brine", version, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The master's config file (the CLI finds the master's NATS address and the
     /// operator key through it).

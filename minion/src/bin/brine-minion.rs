@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 /// The brine minion: enrolls with the master, takes jobs, returns results.
 #[derive(Debug, Parser)]
-#[command(name = "brine-minion", version, about)]
+#[command(name = "brine-minion", version)]
 struct Args {
     /// Config file [default: /etc/brine/minion.toml; a missing default file means all defaults].
     #[arg(short, long, env = "BRINE_MINION_CONFIG", value_name = "FILE")]
