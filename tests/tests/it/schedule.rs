@@ -305,3 +305,24 @@ async fn jid_include_false_keeps_a_run_out_of_saltutil_running() {
     // Both return to the job cache.
     wait_returned(&master, "test.sleep", 2, Duration::from_secs(15)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_schedule_waits_for_returns_before_the_next_run() {
+    let extra = "[schedule.slow]\nfunction = \"test.sleep\"\nargs = [2]\ntgt = \"m1\"\nseconds = 1\n".to_string();
+    let master = TestMaster::start(MasterOpts { extra, ..Default::default() }).await;
+    let minion = TestMinion::start(&master.url(), "m1", MinionOpts::default()).await;
+    master.wait_key("m1", "Unaccepted Keys:").await;
+    master.accept(&minion).await;
+    let jobs = wait_returned(&master, "test.sleep", 2, Duration::from_secs(20)).await;
+    let store = &master.master().shared().store;
+    let mut runs: Vec<(u64, u64)> = jobs
+        .iter()
+        .flat_map(|(jid, _)| store.returns(jid.parse().unwrap()).unwrap())
+        .map(|r| (r.started_at, r.started_at + r.duration_ms))
+        .collect();
+    runs.sort();
+    assert!(runs.len() >= 2, "{runs:?}");
+    for pair in runs.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "maxrunning 1: two runs overlapped: {runs:?}");
+    }
+}
