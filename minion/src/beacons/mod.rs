@@ -75,6 +75,9 @@ pub(crate) static MODULES: &[(&str, &str, Build)] = &[
     ("status", "status.* functions' data at each interval", status::build),
 ];
 
+/// The longest tag the master's bus takes.
+const MAX_TAG: usize = 1024;
+
 /// Options every beacon takes, handled here rather than by the module.
 const COMMON: &[&str] = &["interval", "disable_during_state_run", "enabled", "beacon_module", "run_once"];
 
@@ -374,10 +377,21 @@ impl Beacons {
     fn event(&self, name: &str, fired: Fired) -> (String, Value) {
         let mut tag = format!("brine/beacon/{}/{name}", self.env.id);
         if let Some(sub) = fired.tag {
+            // The bus takes no blanks, control characters or empty words in a tag
+            // (the data keeps the exact path or name).
             for seg in sub.split('/').filter(|s| !s.is_empty()) {
                 tag.push('/');
-                tag.push_str(seg);
+                tag.extend(seg.chars().map(|c| if c.is_whitespace() || c.is_control() { '_' } else { c }));
             }
+        }
+        if tag.len() > MAX_TAG {
+            let mut end = MAX_TAG;
+            while !tag.is_char_boundary(end) {
+                end -= 1;
+            }
+            tag.truncate(end);
+            let trimmed = tag.trim_end_matches('/').len();
+            tag.truncate(trimmed);
         }
         let mut data = fired.data;
         data.entry("id").or_insert_with(|| Value::String(self.env.id.clone()));
@@ -424,6 +438,17 @@ mod tests {
 
     fn map(v: Value) -> Map {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn sub_tags_become_words_the_bus_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Beacons::load(env(dir.path()), Map::new());
+        let (tag, data) = b.event("inotify", Fired::tagged("/srv/my app//x\n", map(json!({"path": "/srv/my app/x"}))));
+        assert_eq!(tag, "brine/beacon/m1/inotify/srv/my_app/x_");
+        assert_eq!(data["path"], "/srv/my app/x");
+        let (long, _) = b.event("log", Fired::tagged("é".repeat(600), Map::new()));
+        assert!(long.len() <= MAX_TAG && long.starts_with("brine/beacon/m1/log/é"), "{}", long.len());
     }
 
     #[test]
