@@ -1,5 +1,5 @@
 //! The small text parsers: durations, fingerprints, JIDs, minion ids, subject tokens,
-//! subject prefixes and subjects. None may panic; those with a canonical form must
+//! subject prefixes, subjects, cron expressions and schedule times. None may panic; those with a canonical form must
 //! give it back.
 #![no_main]
 
@@ -33,4 +33,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = Subjects::new(&s);
     let subjects = Subjects::default();
     let _ = (subjects.parse_ret(&s), subjects.parse_job(&s), subjects.parse_rpc(&s), subjects.parse_presence(&s));
+    if let Ok(cron) = s.parse::<brine_proto::cron::Cron>() {
+        if let Some(next) = cron.next_after(1_795_428_420_000) {
+            assert!(next > 1_795_428_420_000 && next % 60_000 == 0);
+        }
+    }
+    let _ = (brine_proto::schedule::parse_datetime(&s), brine_proto::schedule::parse_moment(&s));
 });

@@ -282,3 +282,34 @@ proptest! {
         }
     }
 }
+
+/// Words cron expressions are made of, valid and not.
+const CRON_WORDS: &[&str] = &[
+    "*", "*/5", "*/0", "0", "59", "60", "1-5", "5-1", "1,2", ",", "1,,2", "jan", "DEC", "mon-fri", "sun", "7", "8",
+    "5/15", "@daily", "@hourly", "@x", "/", "-", "31", "30", "2", "feb", "29", "x",
+];
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn cron_next_runs_are_whole_minutes_later_and_the_first_match(
+        words in prop::collection::vec(prop::sample::select(CRON_WORDS), 0..7),
+        after in 0u64..4_102_444_800_000,
+    ) {
+        if let Ok(cron) = words.join(" ").parse::<brine_proto::cron::Cron>() {
+            if let Some(next) = cron.next_after(after) {
+                prop_assert!(next > after && next % 60_000 == 0);
+                // No match is skipped: asking from just before it finds it again.
+                prop_assert_eq!(cron.next_after(next - 1), Some(next));
+            }
+        }
+    }
+
+    #[test]
+    fn schedule_text_parsers_never_panic(s in "\\PC{0,32}") {
+        let _ = s.parse::<brine_proto::cron::Cron>();
+        let _ = brine_proto::schedule::parse_datetime(&s);
+        let _ = brine_proto::schedule::parse_moment(&s);
+    }
+}
