@@ -15,7 +15,7 @@
 //! 3. hands the verified event to in-process subscribers ([`EventBus::subscribe`],
 //!    also reachable as [`Shared::subscribe`]): the reactor, and anything else that
 //!    waits for events (an orchestration's `wait_for_event`). A minion event whose
-//!    data is a mapping without `id` gets the minion's id there, as Salt's has.
+//!    data is a mapping gets the minion's verified id as `id`, as Salt's has.
 //!
 //! Anything that fails a check is dropped, logged and counted in [`crate::stats`];
 //! nothing a peer sends can stop the loop.
@@ -180,11 +180,12 @@ fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Bu
         Some(jid) if source != MASTER => event.depth.max(shared.events.job_depth(jid)),
         _ => event.depth,
     };
-    // Reaction files say `data['id']` for the minion that sent an event, as in Salt.
+    // Reaction files say `data['id']` for the minion that sent an event, as in Salt;
+    // it is always the verified sender, so a minion cannot name another there.
     let mut data = event.data;
     if source != MASTER {
         if let Value::Object(m) = &mut data {
-            m.entry("id").or_insert_with(|| source.clone().into());
+            m.insert("id".into(), source.clone().into());
         }
     }
     Ok(BusEvent { source, tag: event.tag, data, jid: event.jid, depth, at_ms: now })

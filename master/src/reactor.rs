@@ -372,9 +372,39 @@ fn action_of(function: &str, mut args: Map) -> Result<Action, String> {
     }
 }
 
-/// What `brine reactor test` prints and the reactor would run for one event.
+/// What `brine reactor test` prints and the reactor would run for one event. Text in
+/// the event's data has its control characters escaped (a newline becomes `\n`)
+/// before rendering: a value dropped into a reaction file stays on its line and
+/// cannot add YAML entries (another target, another function) to it. Data is
+/// untrusted whatever the source: a minion's own events, the returns in
+/// `brine/job/…/ret/…`, an operator's `brine event send`.
 pub fn plan(cfg: &ReactorConfig, tag: &str, data: &Value, source: &str) -> Vec<Planned> {
-    cfg.files_for(tag).flat_map(|(_, file)| plan_file(file, tag, data, source)).collect()
+    let data = escape_controls(data);
+    cfg.files_for(tag).flat_map(|(_, file)| plan_file(file, tag, &data, source)).collect()
+}
+
+/// `data` with control characters in its strings (keys too) written as escapes.
+fn escape_controls(data: &Value) -> Value {
+    fn text(s: &str) -> String {
+        if !s.chars().any(char::is_control) {
+            return s.to_string();
+        }
+        s.chars()
+            .map(|c| match c {
+                '\n' => "\\n".to_string(),
+                '\r' => "\\r".to_string(),
+                '\t' => "\\t".to_string(),
+                c if c.is_control() => format!("\\u{{{:04x}}}", c as u32),
+                c => c.to_string(),
+            })
+            .collect()
+    }
+    match data {
+        Value::String(s) => Value::String(text(s)),
+        Value::Array(a) => Value::Array(a.iter().map(escape_controls).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (text(k), escape_controls(v))).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Runs the reactor until the task is aborted: one task per matching event, at most
@@ -627,6 +657,33 @@ mod tests {
         );
         assert!(matches!(&p[1].action, PlannedAction::Run(Action::Orchestrate { mods, .. }) if mods.len() == 2));
         assert!(matches!(&p[2].action, PlannedAction::Error(e) if e.contains("needs mods")), "{:?}", p[2]);
+    }
+
+    #[test]
+    fn a_minion_cannot_add_entries_through_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let c =
+            cfg(dir.path(), "note:\n  local.cmd.run:\n    - tgt: web1\n    - arg:\n      - echo {{ data['msg'] }}\n");
+        let jobs = |p: &[Planned]| -> Vec<RunRequest> {
+            p.iter()
+                .filter_map(|p| match &p.action {
+                    PlannedAction::Run(Action::Job(run)) => Some(run.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        // A newline stays inside the value.
+        let p = plan(&c, "myapp/x", &json!({"msg": "hi\nthere"}), "web1");
+        assert_eq!(jobs(&p)[0].arg, vec![json!("echo hi\\nthere")]);
+        // An attempt to add an entry targeting everyone runs nothing but web1's note.
+        let evil = json!({"msg": "hi\nevil:\n  local.cmd.run:\n    - tgt: '*'\n    - arg: [id]"});
+        let p = plan(&c, "myapp/x", &evil, "web1");
+        let planned = jobs(&p);
+        assert!(planned.len() <= 1, "{p:?}");
+        assert!(planned.iter().all(|r| r.target == brine_proto::Target::Glob("web1".into())), "{p:?}");
+        // The same for the master's events (a return in brine/job/…/ret/… is a minion's).
+        let p = plan(&c, "myapp/x", &evil, crate::events::MASTER);
+        assert!(jobs(&p).iter().all(|r| r.target == brine_proto::Target::Glob("web1".into())), "{p:?}");
     }
 
     #[test]
