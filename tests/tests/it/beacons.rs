@@ -264,3 +264,48 @@ async fn reading_the_audit_trail_needs_the_jobs_right() {
     assert_eq!(refused["op"], "audit.query");
     assert!(refused["result"].as_str().unwrap().starts_with("refused: denied"), "{refused}");
 }
+
+/// The service beacon end to end: its state comes from `service.status`, which asks
+/// `systemctl is-active`. systemd does not run in test containers, so a stand-in
+/// `systemctl` first on PATH answers from a marker file the test creates and removes
+/// (everything after it — the execution function, the beacon, the signed event, the
+/// master's bus — is the real path). PATH is per process, so this runs only where
+/// each test has its own process (cargo nextest); the decision logic is also tested
+/// without systemctl in minion/src/beacons/service.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_beacon_reports_a_service_stopping_and_starting() {
+    if std::env::var("NEXTEST_EXECUTION_MODE").as_deref() != Ok("process-per-test") {
+        eprintln!("skipped: needs a process of its own to put a stand-in systemctl on PATH (cargo nextest)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let marker = tmp.path().join("running-brinetestd.service");
+    let script = format!(
+        "#!/bin/sh\n# stand-in: only `systemctl is-active UNIT`, from a marker file\n\
+         [ \"$1\" = is-active ] || exit 3\n[ -e {:?}/running-\"$2\" ]\n",
+        tmp.path().display().to_string()
+    );
+    std::fs::write(bin.join("systemctl"), script).unwrap();
+    std::fs::set_permissions(bin.join("systemctl"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    std::env::set_var("PATH", path);
+    std::fs::write(&marker, "").unwrap();
+
+    let master = TestMaster::start(MasterOpts::default()).await;
+    let mut bus = master.master().shared().subscribe();
+    let tables = "[beacons.service]\ninterval = 0.3\nservices = { brinetestd = { onchangeonly = true } }\n";
+    let _minion = accepted(&master, "m1", tables).await;
+    let tag = "brine/beacon/m1/service/brinetestd";
+    let ev = next_event(&mut bus, 15, |e| e.tag == tag).await;
+    assert_eq!(ev.data, json!({"brinetestd": {"running": true}, "service_name": "brinetestd", "id": "m1"}));
+    // onchangeonly: nothing more until it changes.
+    assert!(!events_for(&mut bus, 1.0).await.iter().any(|e| e.tag == tag));
+    std::fs::remove_file(&marker).unwrap();
+    let ev = next_event(&mut bus, 15, |e| e.tag == tag).await;
+    assert_eq!(ev.data["brinetestd"], json!({"running": false}));
+    std::fs::write(&marker, "").unwrap();
+    let ev = next_event(&mut bus, 15, |e| e.tag == tag).await;
+    assert_eq!(ev.data["brinetestd"], json!({"running": true}));
+}
