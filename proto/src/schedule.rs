@@ -163,7 +163,8 @@ pub fn parse_datetime(s: &str) -> Option<u64> {
         let (t, off) = rest.split_at(i);
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let (h, m) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
-        (t, sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60))
+        let (h, m) = (h.parse::<i64>().ok().filter(|h| *h <= 23)?, m.parse::<i64>().ok().filter(|m| *m <= 59)?);
+        (t, sign * (h * 3600 + m * 60))
     } else {
         (rest, 0)
     };
@@ -868,5 +869,7 @@ mod tests {
         assert_eq!(parse_moment("25:00"), None);
         assert_eq!(parse_datetime("2026-11-23"), Some(NOW - (10 * 3600 + 7 * 60) * 1000));
         assert_eq!(parse_datetime("2026-02-30T00:00:00"), None);
+        assert_eq!(parse_datetime("2026-11-23T10:07:00-99999999999999999:00"), None, "no overflow");
+        assert_eq!(parse_datetime("2026-11-23T12:07:00+02:00"), Some(NOW));
     }
 }
