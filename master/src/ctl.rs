@@ -713,6 +713,7 @@ async fn publish_job(shared: &Shared, operator: &str, reply: Option<&str>, reque
     if let Some(reply) = reply {
         answer(shared, reply, request, CtlResult::RunStarted(started)).await;
     }
+    let t0 = Instant::now();
     for minion in &minions {
         if let Err(e) = shared.client.publish(shared.cfg.subjects.job(minion, jid), bytes.clone()).await {
             tracing::error!(%jid, minion = %minion, error = %e, "cannot publish job");
@@ -728,7 +729,8 @@ async fn publish_job(shared: &Shared, operator: &str, reply: Option<&str>, reque
     }
     Stats::bump(&shared.stats.jobs_published);
     // The arguments stay out of the log: they may hold secrets.
-    tracing::info!(%jid, operator, fun = %job.fun, target = %job.target, minions = minions.len(), "published job");
+    let publish_us = t0.elapsed().as_micros() as u64;
+    tracing::info!(%jid, operator, fun = %job.fun, target = %job.target, minions = minions.len(), publish_us, "published job");
     // Salt's `new` event; the arguments are masked like in the audit log, as every
     // operator may read the bus.
     let (tgt, tgt_type) = crate::events::salt_target(&job.target);

@@ -13,9 +13,10 @@ use crate::master::{Shared, StartError};
 use crate::stats::Stats;
 use crate::store::JobCache;
 use async_nats::jetstream::{self, consumer::pull, stream};
-use brine_proto::envelope::{open, seal, OpenError, Stamp};
+use brine_proto::envelope::{seal, Envelope, OpenError, Stamp};
 use brine_proto::msg::{CtlReply, CtlResult, Return};
-use brine_proto::Jid;
+use brine_proto::{Jid, Kind, MinionId};
+use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -102,18 +103,74 @@ enum Drop {
     Unexpected,
 }
 
-/// Checks one message: its subject names the minion, the minion's accepted key signed
-/// it, the body agrees with the subject, and the job targeted that minion.
-fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Return, Drop> {
-    let (minion, jid_token) =
-        shared.cfg.subjects.parse_ret(subject).ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
-    let key = shared.registry.accepted_key(&minion).ok_or(Drop::UnknownMinion)?;
-    let ret: Return = open(payload, &key, now).map_err(|e| match e {
+fn drop_for(e: OpenError) -> Drop {
+    match e {
         OpenError::Expired(_) | OpenError::FromTheFuture(_) | OpenError::BadStamp(_) => Drop::Stale(e),
         OpenError::WrongSigner(_) | OpenError::BadSignature => Drop::Signature(e),
         // Undecodable, oversized, too deeply nested, wrong version or kind.
         e => Drop::Malformed(e.to_string()),
-    })?;
+    }
+}
+
+/// A return decoded and matched to its minion's key, its signature not yet checked.
+struct Unverified {
+    minion: MinionId,
+    key: VerifyingKey,
+    env: Envelope,
+}
+
+/// The checks before the signature: the subject names a minion with an accepted key,
+/// the envelope decodes, is a return, and names that key as its signer.
+fn prepare(shared: &Shared, subject: &str, payload: &[u8]) -> Result<Unverified, Drop> {
+    let (minion, _) =
+        shared.cfg.subjects.parse_ret(subject).ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
+    let key = shared.registry.accepted_key(&minion).ok_or(Drop::UnknownMinion)?;
+    let env = Envelope::decode(payload).map_err(drop_for)?;
+    if env.kind != Kind::Return {
+        return Err(Drop::Malformed(format!("a {:?} message on a returns subject", env.kind)));
+    }
+    if env.signer != *key.as_bytes() {
+        return Err(Drop::Signature(OpenError::WrongSigner(env.signer)));
+    }
+    Ok(Unverified { minion, key, env })
+}
+
+/// Checks one batch of messages: each is [`prepare`]d, the signatures are checked
+/// together (one by one if the batch fails, or if `BRINE_INGEST_NO_BATCH_VERIFY` is
+/// set, to measure the difference), and each signed return is [`verify`]d.
+fn verify_all(shared: &Shared, inputs: &[(String, bytes::Bytes)], now: u64) -> Vec<(usize, Result<Return, Drop>)> {
+    static NO_BATCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let no_batch = *NO_BATCH.get_or_init(|| std::env::var_os("BRINE_INGEST_NO_BATCH_VERIFY").is_some());
+    let mut out = Vec::with_capacity(inputs.len());
+    let mut pending = Vec::with_capacity(inputs.len());
+    for (i, (subject, payload)) in inputs.iter().enumerate() {
+        match prepare(shared, subject, payload) {
+            Ok(u) => pending.push((i, u)),
+            Err(why) => out.push((i, Err(why))),
+        }
+    }
+    let pairs: Vec<(&Envelope, &VerifyingKey)> = pending.iter().map(|(_, u)| (&u.env, &u.key)).collect();
+    let all_signed = !no_batch && pairs.len() > 1 && Envelope::verify_batch(&pairs);
+    for (i, u) in pending {
+        if !all_signed {
+            if let Err(e) = u.env.verify_with(&u.key) {
+                out.push((i, Err(drop_for(e))));
+                continue;
+            }
+        }
+        out.push((i, verify(shared, &inputs[i].0, u, now)));
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out
+}
+
+/// Checks a return whose signature is good: its body is in date and agrees with the
+/// subject, and the job targeted that minion.
+fn verify(shared: &Shared, subject: &str, signed: Unverified, now: u64) -> Result<Return, Drop> {
+    let Unverified { minion, env, .. } = signed;
+    let (_, jid_token) =
+        shared.cfg.subjects.parse_ret(subject).ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
+    let ret: Return = env.body(now).map_err(drop_for)?;
     if ret.id != minion || ret.jid.to_string() != jid_token {
         return Err(Drop::Malformed(format!("return for {} / {} on subject {subject}", ret.id, ret.jid)));
     }
@@ -197,11 +254,11 @@ async fn process(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) {
         let t0 = std::time::Instant::now();
         let now = brine_proto::time::now_ms();
         let mut good = Vec::with_capacity(inputs.len());
-        for (subject, payload) in &inputs {
-            match verify(&work, subject, payload, now) {
+        for (i, checked) in verify_all(&work, &inputs, now) {
+            match checked {
                 Ok(r) if r.schedule.is_some() => good.push(adopt_scheduled(&work, r)?),
                 Ok(r) => good.push(r),
-                Err(why) => count_drop(&work, subject, why),
+                Err(why) => count_drop(&work, &inputs[i].0, why),
             }
         }
         let fresh = work.store.put_returns(&good)?;

@@ -260,6 +260,27 @@ impl Envelope {
         key.verify_strict(&signed_bytes(self.kind, &self.body), &sig).map_err(|_| OpenError::BadSignature)
     }
 
+    /// Checks many envelopes' signatures at once, each against its key, with ed25519
+    /// batch verification (about twice as fast as one by one for a few hundred).
+    /// `true`: every signature is valid. `false`: at least one is not (or a key is
+    /// weak, or a signer differs): check them one by one with [`Envelope::verify_with`]
+    /// to find which.
+    ///
+    /// A fast path only, never the last word on a refusal: the batch equation is
+    /// cofactored and admits a few encodings `verify_strict` refuses (a small-order
+    /// component in `R`), which only the holder of the key can produce, for a message
+    /// it signed anyway.
+    pub fn verify_batch(items: &[(&Envelope, &VerifyingKey)]) -> bool {
+        if items.iter().any(|(env, key)| key.as_bytes() != &env.signer || key.is_weak()) {
+            return false;
+        }
+        let messages: Vec<Vec<u8>> = items.iter().map(|(env, _)| signed_bytes(env.kind, &env.body)).collect();
+        let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let signatures: Vec<Signature> = items.iter().map(|(env, _)| Signature::from_bytes(&env.sig)).collect();
+        let keys: Vec<VerifyingKey> = items.iter().map(|(_, key)| **key).collect();
+        ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+    }
+
     /// Checks the signature against the key the envelope names (self-certifying:
     /// the caller must still decide whether it trusts that key).
     pub fn verify_self(&self) -> Result<VerifyingKey, OpenError> {
@@ -345,6 +366,26 @@ mod tests {
         fn stamp(&self) -> &Stamp {
             &self.stamp
         }
+    }
+
+    #[test]
+    fn batch_verification_passes_only_when_every_signature_holds() {
+        let keys: Vec<SigningKey> = (0..8).map(|_| generate_key()).collect();
+        let ping = |n: usize| Ping { stamp: Stamp::random(Duration::from_secs(60)), text: format!("ping {n}") };
+        let envs: Vec<Envelope> =
+            keys.iter().enumerate().map(|(n, k)| Envelope::decode(&seal(&ping(n), k).unwrap()).unwrap()).collect();
+        let vks: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+        let pairs: Vec<(&Envelope, &VerifyingKey)> = envs.iter().zip(&vks).collect();
+        assert!(Envelope::verify_batch(&pairs));
+        // One tampered body, or one key that is not the signer, fails the batch.
+        let mut bad = envs.clone();
+        bad[3].body.push(0xc0);
+        let pairs: Vec<(&Envelope, &VerifyingKey)> = bad.iter().zip(&vks).collect();
+        assert!(!Envelope::verify_batch(&pairs));
+        let mut swapped = vks.clone();
+        swapped.swap(0, 1);
+        let pairs: Vec<(&Envelope, &VerifyingKey)> = envs.iter().zip(&swapped).collect();
+        assert!(!Envelope::verify_batch(&pairs));
     }
 
     fn ping(ttl: Duration) -> Ping {
