@@ -96,7 +96,8 @@ impl Field {
             let mut v = lo;
             while v <= hi {
                 bits |= 1 << v;
-                v += step;
+                // A step past the field's end ends the range (and cannot overflow).
+                v = v.saturating_add(step);
             }
         }
         Ok(bits)
@@ -201,6 +202,7 @@ mod tests {
         assert_eq!(next("*/15 * * * *", now), at(2026, 11, 23, 10, 15));
         assert_eq!(next("0-30/10 * * * *", now), at(2026, 11, 23, 10, 10));
         assert_eq!(next("5/20 * * * *", now), at(2026, 11, 23, 10, 25));
+        assert_eq!(next("7/4294967295 * * * *", now), at(2026, 11, 23, 11, 7), "a huge step is one value");
         assert_eq!(next("0,45 9,17 * * *", now), at(2026, 11, 23, 17, 0));
         assert_eq!(next("30 2 * * *", now), at(2026, 11, 24, 2, 30));
         assert_eq!(next("0 0 1 jan *", now), at(2027, 1, 1, 0, 0));
