@@ -154,9 +154,9 @@ async fn schedule_list_disable_and_enable() {
     let data = list(&["return_yaml=False"]).await;
     assert_eq!(data["tick"]["enabled"], false);
     // Let a run under way finish, then no run starts while disabled.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = scheduled(&master, "test.arg").await.len();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(scheduled(&master, "test.arg").await.len(), before, "a disabled job ran");
     let out = run_json(&master.cli(&["run", "m1", "schedule.enable_job", "tick", "--out", "json"]).await);
     assert_eq!(out["changes"], serde_json::json!({"tick": "enabled"}));
@@ -166,9 +166,9 @@ async fn schedule_list_disable_and_enable() {
     let out = run_json(&master.cli(&["run", "m1", "schedule.disable", "--out", "json"]).await);
     assert_eq!(out["comment"], "Disabled schedule on minion.");
     assert_eq!(run_json(&master.cli(&["run", "m1", "schedule.is_enabled", "--out", "json"]).await), false);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = scheduled(&master, "test.arg").await.len();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(scheduled(&master, "test.arg").await.len(), before, "a job ran with the schedule disabled");
     let out = run_json(&master.cli(&["run", "m1", "schedule.enable", "--out", "json"]).await);
     assert_eq!(out["changes"], serde_json::json!({"schedule": "enabled"}));
