@@ -91,3 +91,17 @@ async fn swarm_minions_run_states_and_silent_ones_are_reported_missing() {
     assert_eq!(answered, 8);
     swarm.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_on_shared_connections_to_an_external_nats() {
+    let nats = NatsServer::start();
+    let master =
+        TestMaster::start(MasterOpts { auto_accept: true, external_url: Some(nats.url()), ..Default::default() }).await;
+    let (swarm, _dir) = swarm_of(&master, 100, |o| o.connections = brine_tests::swarm::Connections::Shared(3)).await;
+    let out = master.cli(&["run", "*", "test.ping", "--out", "json", "--static"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rets = json_of(&out);
+    assert_eq!(rets.len(), 100);
+    assert!(rets.values().all(|v| v == true), "{rets:?}");
+    swarm.shutdown().await;
+}
