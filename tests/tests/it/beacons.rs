@@ -4,8 +4,9 @@
 //! in a real interactive bash (through the installed hook and the audit beacon) both
 //! appear in `brine audit`, and keyword rules raise `brine/audit/alert`.
 //!
-//! The service beacon is not here: systemd does not run in the test containers, so
-//! its decision logic is tested with a status source the test controls
+//! systemd does not run in the test containers: the service beacon's tests put a
+//! stand-in `systemctl` first on PATH (everything after it is the real path), and its
+//! decision logic is also tested with a status source the test controls
 //! (minion/src/beacons/service.rs).
 
 use brine_master::events::BusEvent;
@@ -308,4 +309,90 @@ async fn the_service_beacon_reports_a_service_stopping_and_starting() {
     std::fs::write(&marker, "").unwrap();
     let ev = next_event(&mut bus, 15, |e| e.tag == tag).await;
     assert_eq!(ev.data["brinetestd"], json!({"running": true}));
+}
+
+/// The issue's scenario: a service stops on a minion → its service beacon fires →
+/// the master's reactor runs `service.restart` on that minion → the service runs
+/// again and the beacon says so. The stand-in `systemctl` (see above) answers
+/// `is-active` from a marker file and `restart` creates the marker and logs the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_service_is_restarted_by_a_reaction_to_its_beacon() {
+    if std::env::var("NEXTEST_EXECUTION_MODE").as_deref() != Ok("process-per-test") {
+        eprintln!("skipped: needs a process of its own to put a stand-in systemctl on PATH (cargo nextest)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().display().to_string();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\n# stand-in: `systemctl is-active UNIT` from a marker file; restart creates it\n\
+         case \"$1\" in\n  is-active) [ -e {dir:?}/running-\"$2\" ] ;;\n  \
+         restart) touch {dir:?}/running-\"$2\" && echo \"$1 $2\" >>{dir:?}/calls ;;\n  *) exit 3 ;;\nesac\n"
+    );
+    std::fs::write(bin.join("systemctl"), script).unwrap();
+    std::fs::set_permissions(bin.join("systemctl"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    std::env::set_var("PATH", path);
+    let marker = tmp.path().join("running-brinetestd.service");
+    std::fs::write(&marker, "").unwrap();
+
+    let reaction = tmp.path().join("restart.sls");
+    std::fs::write(
+        &reaction,
+        "{% set name = data['service_name'] %}\n{% if not data[name]['running'] %}\n\
+         restart_stopped_service:\n  local.service.restart:\n    - tgt: {{ data['id'] }}\n    - arg:\n      - {{ name }}\n\
+         {% endif %}\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "[[reactor.rules]]\ntag = \"brine/beacon/*/service/*\"\nfiles = [{:?}]\n",
+        reaction.display().to_string()
+    );
+    let master = TestMaster::start(MasterOpts { extra, ..Default::default() }).await;
+    let mut bus = master.master().shared().subscribe();
+    let tables = "[beacons.service]\ninterval = 0.3\nservices = { brinetestd = { onchangeonly = true } }\n";
+    let _minion = accepted(&master, "m1", tables).await;
+    let tag = "brine/beacon/m1/service/brinetestd";
+    let ev = next_event(&mut bus, 15, |e| e.tag == tag).await;
+    assert_eq!(ev.data["brinetestd"], json!({"running": true}));
+
+    // The service stops: the beacon reports it, the reaction restarts it, the beacon
+    // reports it running again.
+    std::fs::remove_file(&marker).unwrap();
+    let ev = next_event(&mut bus, 15, |e| e.tag == tag).await;
+    assert_eq!(ev.data["brinetestd"], json!({"running": false}));
+    let ev = next_event(&mut bus, 20, |e| e.tag == tag).await;
+    assert_eq!(ev.data["brinetestd"], json!({"running": true}), "the reaction did not restart the service");
+    assert!(marker.exists());
+    let calls = std::fs::read_to_string(tmp.path().join("calls")).unwrap();
+    assert_eq!(calls, "restart brinetestd.service\n", "restarted once, by the reaction");
+
+    // The reaction is on record, its job was run by the reactor and returned True.
+    let m = master.master();
+    let mut jid = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let found = brine_master::reactor::history(m.shared(), 10)
+                .ok()
+                .and_then(|r| r.into_iter().find(|r| r.name == "restart_stopped_service" && r.ok));
+            if let Some(r) = &found {
+                jid = r.jids[0].to_string();
+            }
+            found.is_some()
+        })
+        .await,
+        "no reaction on record: {:?}",
+        brine_master::reactor::history(m.shared(), 10)
+    );
+    let mut shown = master.cli(&["job", "show", &jid, "--out", "json"]).await;
+    for _ in 0..50 {
+        if shown.stdout.contains("\"m1\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        shown = master.cli(&["job", "show", &jid, "--out", "json"]).await;
+    }
+    let ret: Value = serde_json::from_str(&shown.stdout).unwrap_or_else(|e| panic!("{e}: {shown:?}"));
+    assert_eq!(ret["m1"], json!(true), "{shown:?}");
 }
