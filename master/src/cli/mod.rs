@@ -206,7 +206,6 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
         Command::Minion(cmd) => minion::run(&op, cmd, io).await,
         Command::Inventory(args) => minion::inventory(&op, args, io).await,
         Command::Orchestrate(args) => orchestrate::run(&op, args, io).await,
-        Command::Completions { .. } | Command::Man { .. } => exit::OK,
         Command::Audit(args) => audit::run(&op, args, io).await,
         Command::Events(args) => events::follow(&op, args, io).await,
         Command::Event(cmd) => events::send(&op, cmd, io).await,
@@ -214,6 +213,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> u8 {
             events::history(&op, limit, json, io).await
         }
         Command::Reactor(cmd) => events::reactor_local(&cfg, &cmd, io),
+        Command::Completions { .. } | Command::Man { .. } => exit::OK,
     };
     let _ = op.client.flush().await;
     let _ = io.out.flush();
