@@ -92,9 +92,17 @@ async fn forged_replayed_expired_and_misdirected_jobs_are_refused() {
     minion.stop().await;
     let restarted = TestMinion::start_in(&dir, &master.url(), "m1", &MinionOpts::default()).await;
     assert!(restarted.minion().wait_connected(Duration::from_secs(20)).await);
-    spy.publish(real.subject.clone(), real.payload.clone()).await.unwrap();
+    // Connected is not yet subscribed: publish until the minion has seen the replay.
     let m = restarted.minion();
-    assert!(eventually(Duration::from_secs(10), || m.counters().jobs_refused >= 1).await);
+    let mut refused = false;
+    for _ in 0..20 {
+        spy.publish(real.subject.clone(), real.payload.clone()).await.unwrap();
+        if eventually(Duration::from_millis(500), || m.counters().jobs_refused >= 1).await {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the replayed job was never refused after the restart");
     assert_eq!(m.counters().jobs_run, 0);
     // And a fresh job still runs.
     assert_eq!(master.cli(&["run", "m1", "test.ping"]).await.code, 0);
