@@ -731,8 +731,8 @@ async fn publish_job(shared: &Shared, operator: &str, reply: Option<&str>, reque
     // The arguments stay out of the log: they may hold secrets.
     let publish_us = t0.elapsed().as_micros() as u64;
     tracing::info!(%jid, operator, fun = %job.fun, target = %job.target, minions = minions.len(), publish_us, "published job");
-    // Salt's `new` event; the arguments are masked like in the audit log, as every
-    // operator may read the bus.
+    // Salt's `new` event; the arguments are masked like in the audit log: the bus is
+    // read by every operator with the `jobs` right, not only by this job's owner.
     let (tgt, tgt_type) = crate::events::salt_target(&job.target);
     let arg: Vec<Value> = job.arg.iter().map(audit::mask_in_maps).collect();
     let mut data = json!({
