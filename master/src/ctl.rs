@@ -217,20 +217,24 @@ async fn serve_op(shared: &Arc<Shared>, operator: &str, rights: Rights<'_>, op: 
             .listing(shared.key.verifying_key().to_bytes())
             .map(CtlResult::Keys)
             .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string())),
-        CtlOp::JobShow { jid } => match (shared.store.job(jid), shared.store.counts(jid), shared.store.returns(jid)) {
-            (Ok(Some(job)), Ok(counts), Ok(returns)) => {
-                CtlResult::Job(Box::new(JobReport { job, counts: counts.unwrap_or_default(), returns }))
+        CtlOp::JobShow { jid } => {
+            let t0 = Instant::now();
+            let read = (shared.store.job(jid), shared.store.counts(jid), shared.store.returns(jid));
+            log_cache_read("job.show", t0, read.2.as_ref().map_or(0, Vec::len));
+            match read {
+                (Ok(Some(job)), Ok(counts), Ok(returns)) => {
+                    CtlResult::Job(Box::new(JobReport { job, counts: counts.unwrap_or_default(), returns }))
+                }
+                (Ok(None), _, _) => error(CtlErrorKind::NotFound, format!("no job {jid} in the job cache")),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => error(CtlErrorKind::Internal, e.to_string()),
             }
-            (Ok(None), _, _) => error(CtlErrorKind::NotFound, format!("no job {jid} in the job cache")),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => error(CtlErrorKind::Internal, e.to_string()),
-        },
+        }
         CtlOp::JobList(mut filter) => {
             filter.limit = filter.limit.clamp(1, 100_000);
-            shared
-                .store
-                .list(&filter)
-                .map(CtlResult::Jobs)
-                .unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string()))
+            let t0 = Instant::now();
+            let read = shared.store.list(&filter);
+            log_cache_read("job.list", t0, read.as_ref().map_or(0, Vec::len));
+            read.map(CtlResult::Jobs).unwrap_or_else(|e| error(CtlErrorKind::Internal, e.to_string()))
         }
         CtlOp::JobActive => active_jobs(shared),
         CtlOp::Resolve { target } => match resolve(shared, &target) {
@@ -377,6 +381,13 @@ async fn orchestrate(shared: &Arc<Shared>, operator: &str, req: OrchestrateReque
         ),
         Err(e) => error(CtlErrorKind::Internal, e.to_string()),
     }
+}
+
+/// Logs how long a request spent reading the job cache (`rows`: returns or jobs read).
+/// `scripts/bench-fleet jobcache` reports it next to the CLI's wall time, which also
+/// holds process start, TLS, signatures, encoding and printing.
+fn log_cache_read(op: &'static str, t0: Instant, rows: usize) {
+    tracing::debug!(op, rows, took_us = t0.elapsed().as_micros() as u64, "read the job cache");
 }
 
 /// Calls `f` with what the master knows of a minion for targeting (as [`resolve`] does).
