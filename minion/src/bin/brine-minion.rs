@@ -86,7 +86,11 @@ fn main() -> ExitCode {
         eprintln!("ERROR: --log-level: {e}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One async thread: the minion's async work is small (NATS, signatures, timers)
+    // and everything that can take long (state runs, cmd.run, disk syncs, beacons)
+    // runs on spawn_blocking threads, so heartbeats and jobs never wait behind it.
+    // Each extra worker thread cost the idle minion a stack and a malloc arena.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ERROR: cannot start: {e}");
