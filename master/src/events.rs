@@ -19,6 +19,16 @@
 //!
 //! Anything that fails a check is dropped, logged and counted in [`crate::stats`];
 //! nothing a peer sends can stop the loop.
+//!
+//! The master's own events skip the round trip: [`Shared::emit`] hands them to the
+//! in-process subscribers directly and publishes them on NATS for everyone else.
+//! When one comes back on the subscription it is recognised by the digest of its
+//! exact bytes and not checked again — checking a signature costs more than making
+//! it, and a busy master fires one event per return. Anything else on
+//! `P.event.master.…` is checked like any event (a forgery fails the signature, a
+//! replay of a real one the replay window, which holds the master's own ids too).
+//!
+//! [`Shared::emit`]: crate::master::Shared::emit
 
 use crate::master::{Shared, StartError};
 use crate::stats::Stats;
@@ -43,6 +53,13 @@ const BUS_CAPACITY: usize = 4096;
 /// How long the master remembers which reaction depth a job it started has.
 const JOB_DEPTH_TTL: Duration = Duration::from_secs(3600);
 
+/// How long the master waits for one of its own events to come back from NATS before
+/// forgetting it (one that never comes back was lost on the way, or NATS dropped it).
+const OWN_TTL: Duration = Duration::from_secs(120);
+
+/// SHA-256 of an event's exact bytes on the wire.
+type Digest = [u8; 32];
+
 /// A verified event, as in-process subscribers receive it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BusEvent {
@@ -66,6 +83,8 @@ pub struct EventBus {
     tx: broadcast::Sender<Arc<BusEvent>>,
     replay: Mutex<ReplayWindow>,
     job_depth: Mutex<HashMap<Jid, (u32, Instant)>>,
+    /// The master's own events already delivered in process, until NATS echoes them.
+    own: Mutex<HashMap<Digest, Instant>>,
 }
 
 impl Default for EventBus {
@@ -74,6 +93,7 @@ impl Default for EventBus {
             tx: broadcast::channel(BUS_CAPACITY).0,
             replay: Mutex::new(ReplayWindow::new()),
             job_depth: Mutex::new(HashMap::new()),
+            own: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -103,6 +123,46 @@ impl EventBus {
         // No receiver is not an error: nobody is listening right now.
         let _ = self.tx.send(Arc::new(event));
     }
+
+    /// Delivers one of the master's own events in process, as it goes out on NATS as
+    /// `wire`: its id enters the replay window and its digest is remembered so that
+    /// the echo from NATS is recognised (see the module documentation).
+    pub(crate) fn deliver_own(&self, event: &Event, wire: &[u8], now: u64) {
+        let fresh = self.replay.lock().unwrap_or_else(|e| e.into_inner()).check_and_insert(
+            &event.stamp.id,
+            event.stamp.expires_at,
+            now,
+        );
+        if fresh.is_err() {
+            // A random 128-bit id seen before: not something to deliver twice.
+            return;
+        }
+        self.own.lock().unwrap_or_else(|e| e.into_inner()).insert(digest(wire), Instant::now());
+        self.publish(BusEvent {
+            source: MASTER.to_string(),
+            tag: event.tag.clone(),
+            data: event.data.clone(),
+            jid: event.jid,
+            depth: event.depth,
+            at_ms: now,
+        });
+    }
+
+    /// Whether `wire` is the echo of one of the master's own events, already
+    /// delivered; forgets it either way.
+    fn is_own_echo(&self, wire: &[u8]) -> bool {
+        self.own.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(wire)).is_some()
+    }
+
+    fn prune(&self, now: u64) {
+        self.replay.lock().unwrap_or_else(|e| e.into_inner()).prune(now);
+        self.own.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < OWN_TTL);
+    }
+}
+
+fn digest(wire: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(wire).into()
 }
 
 /// Why one event was dropped.
@@ -231,8 +291,12 @@ pub async fn serve(shared: Arc<Shared>) -> Result<impl Future<Output = ()>, Star
         .map_err(|e| StartError::Connect { url: "events".into(), reason: e.to_string() })?;
     Ok(async move {
         let mut pruned = Instant::now();
+        let own_prefix = format!("{}.", shared.cfg.subjects.event(MASTER, ""));
         while let Some(msg) = sub.next().await {
             let now = brine_proto::time::now_ms();
+            if msg.subject.starts_with(own_prefix.as_str()) && shared.events.is_own_echo(&msg.payload) {
+                continue;
+            }
             match verify(&shared, &msg.subject, &msg.payload, now) {
                 Ok(event) => {
                     Stats::bump(&shared.stats.events_received);
@@ -242,7 +306,7 @@ pub async fn serve(shared: Arc<Shared>) -> Result<impl Future<Output = ()>, Star
                 Err(why) => count_drop(&shared, &msg.subject, why),
             }
             if pruned.elapsed() > Duration::from_secs(30) {
-                shared.events.replay.lock().unwrap_or_else(|e| e.into_inner()).prune(now);
+                shared.events.prune(now);
                 pruned = Instant::now();
             }
         }

@@ -7,7 +7,11 @@
 //! return is acknowledged only once it is durable, so a master that dies mid-batch
 //! gets the batch again. Anything that fails a check is dropped, acknowledged (it
 //! would fail again) and counted. Verified returns are then forwarded to operators
-//! following the job.
+//! following the job, and announced on the event bus.
+//!
+//! Checking and committing are separate stages (see [`Ingest::run`]): batches are
+//! verified while earlier ones are flushed, and every batch checked during a flush
+//! goes into the next one.
 
 use crate::master::{Shared, StartError};
 use crate::stats::Stats;
@@ -65,7 +69,16 @@ impl Ingest {
     }
 
     /// Runs the pipeline until the task is aborted.
+    ///
+    /// Two stages overlap: while the committer makes one group of returns durable
+    /// (store, flush, then acknowledge), the reader fetches and verifies the next
+    /// batches, which the committer then takes together — one flush for all of them
+    /// (group commit). A slow disk makes groups bigger rather than the pipeline slower.
     pub async fn run(self, shared: Arc<Shared>) {
+        let (checked_tx, checked_rx) = tokio::sync::mpsc::channel::<Checked>(QUEUED_BATCHES);
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel::<Vec<Return>>(QUEUED_BATCHES);
+        let _committer = AbortOnDrop(tokio::spawn(commit_loop(shared.clone(), checked_rx, events_tx)));
+        let _announcer = AbortOnDrop(tokio::spawn(announce_loop(shared.clone(), events_rx)));
         loop {
             let messages = match self.consumer.stream().max_messages_per_batch(BATCH).messages().await {
                 Ok(m) => m,
@@ -84,12 +97,176 @@ impl Ingest {
                         Err(e) => tracing::debug!(error = %e, "returns stream hiccup"),
                     }
                 }
-                if !msgs.is_empty() {
-                    process(&shared, msgs).await;
+                if msgs.is_empty() {
+                    continue;
+                }
+                let checked = check(&shared, msgs).await;
+                if checked_tx.send(checked).await.is_err() {
+                    return;
                 }
             }
             tracing::warn!("the returns stream ended; resubscribing");
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Batches checked and waiting for the committer (or groups for the announcer)
+/// before the stage ahead waits.
+const QUEUED_BATCHES: usize = 16;
+
+/// Aborts a task when dropped: the pipeline's stages end with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl std::ops::Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One batch after the checks: its messages (all to be acknowledged once the good
+/// returns are durable) and the returns that passed.
+struct Checked {
+    msgs: Vec<jetstream::Message>,
+    good: Vec<Return>,
+    checked_us: u64,
+}
+
+/// Decodes and verifies one batch on the blocking threads, the signatures split
+/// over the machine's cores; counts and logs what is dropped.
+async fn check(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) -> Checked {
+    let t0 = std::time::Instant::now();
+    let inputs: Arc<Vec<(String, bytes::Bytes)>> =
+        Arc::new(msgs.iter().map(|m| (m.subject.to_string(), m.payload.clone())).collect());
+    let now = brine_proto::time::now_ms();
+    let parts = verify_parts(inputs.len());
+    let per = inputs.len().div_ceil(parts);
+    let mut tasks = Vec::with_capacity(parts);
+    for start in (0..inputs.len()).step_by(per) {
+        let (work, inputs) = (shared.clone(), inputs.clone());
+        let end = (start + per).min(inputs.len());
+        tasks.push(tokio::task::spawn_blocking(move || verify_all(&work, &inputs[start..end], now)));
+    }
+    let mut good = Vec::with_capacity(inputs.len());
+    let mut offset = 0;
+    for task in tasks {
+        let part = task.await;
+        let Ok(part) = part else {
+            // A panic in verification: nothing from this batch is stored or
+            // acknowledged, so JetStream delivers it again.
+            tracing::error!("return verification task failed");
+            return Checked { msgs: Vec::new(), good: Vec::new(), checked_us: 0 };
+        };
+        let len = part.len();
+        for (i, checked) in part {
+            match checked {
+                Ok(r) => good.push(r),
+                Err(why) => count_drop(shared, &inputs[offset + i].0, why),
+            }
+        }
+        offset += len;
+    }
+    Checked { msgs, good, checked_us: t0.elapsed().as_micros() as u64 }
+}
+
+/// How many parts to verify a batch of `n` in: one per core, but no part under 32
+/// signatures (batch verification pays off with size).
+fn verify_parts(n: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    (n / 32).clamp(1, cores)
+}
+
+/// The committer: takes every checked batch waiting, stores the group, flushes
+/// once, acknowledges every message of the group, then forwards the new returns to
+/// the operators following their jobs and hands them to the announcer.
+async fn commit_loop(
+    shared: Arc<Shared>,
+    mut rx: tokio::sync::mpsc::Receiver<Checked>,
+    events: tokio::sync::mpsc::Sender<Vec<Return>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            group.push(more);
+        }
+        let Some(new_returns) = commit(&shared, group).await else { continue };
+        forward(&shared, &new_returns).await;
+        if !new_returns.is_empty() && events.send(new_returns).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Makes a group of checked batches durable and acknowledges it; returns the
+/// returns stored for the first time, or `None` if the store failed (then nothing
+/// is acknowledged and JetStream delivers the group again after `ack_wait`).
+async fn commit(shared: &Arc<Shared>, group: Vec<Checked>) -> Option<Vec<Return>> {
+    let mut msgs = Vec::new();
+    let mut good = Vec::new();
+    let mut checked_us = 0;
+    for c in group {
+        msgs.extend(c.msgs);
+        good.extend(c.good);
+        checked_us += c.checked_us;
+    }
+    let work = shared.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let t0 = std::time::Instant::now();
+        let mut stored = Vec::with_capacity(good.len());
+        for r in good {
+            stored.push(if r.schedule.is_some() { adopt_scheduled(&work, r)? } else { r });
+        }
+        let fresh = work.store.put_returns(&stored)?;
+        work.store.flush()?;
+        Ok::<_, crate::store::StoreError>((stored, fresh, t0.elapsed().as_micros() as u64))
+    })
+    .await;
+    let (stored, fresh, commit_us) = match outcome {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot store returns; they will be redelivered");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "return store task failed; the returns will be redelivered");
+            return None;
+        }
+    };
+    for m in &msgs {
+        if let Err(e) = m.ack().await {
+            tracing::warn!(error = %e, "cannot acknowledge a return");
+        }
+    }
+    // What `scripts/bench-fleet` sums up as the pipeline's throughput: the time spent
+    // checking the group's batches (overlapping earlier commits) and committing it.
+    tracing::debug!(returns = msgs.len(), checked_us, commit_us, "ingested a group");
+    let mut new_returns = Vec::with_capacity(stored.len());
+    for (r, is_new) in stored.into_iter().zip(fresh) {
+        if is_new {
+            Stats::bump(&shared.stats.returns_stored);
+            new_returns.push(r);
+        } else {
+            Stats::bump(&shared.stats.returns_duplicate);
+        }
+    }
+    Some(new_returns)
+}
+
+/// Fires Salt's `brine/job/<jid>/ret/<id>` event for each new return, behind the
+/// operators' own copies: signing one event per return is the master's largest cost
+/// per return after verifying it, and nobody waits on it.
+async fn announce_loop(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Vec<Return>>) {
+    while let Some(returns) = rx.recv().await {
+        for r in returns {
+            // `return` can be big, but a return that fit in its own envelope fits in
+            // the event's.
+            let tag = format!("brine/job/{}/ret/{}", r.jid, r.id);
+            let data = serde_json::json!({
+                "jid": r.jid, "id": r.id, "fun": r.fun, "retcode": r.retcode, "success": r.success, "return": r.ret,
+            });
+            shared.emit_for_job(r.jid, &tag, data).await;
         }
     }
 }
@@ -135,7 +312,7 @@ fn prepare(shared: &Shared, subject: &str, payload: &[u8]) -> Result<Unverified,
     Ok(Unverified { minion, key, env })
 }
 
-/// Checks one batch of messages: each is [`prepare`]d, the signatures are checked
+/// Checks messages: each is [`prepare`]d, the signatures are checked
 /// together (one by one if the batch fails, or if `BRINE_INGEST_NO_BATCH_VERIFY` is
 /// set, to measure the difference), and each signed return is [`verify`]d.
 fn verify_all(shared: &Shared, inputs: &[(String, bytes::Bytes)], now: u64) -> Vec<(usize, Result<Return, Drop>)> {
@@ -246,66 +423,6 @@ pub fn prune_scheduled(shared: &Shared, before: Jid) -> Result<usize, crate::sto
     Ok(old.len())
 }
 
-async fn process(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) {
-    let work = shared.clone();
-    let inputs: Vec<(String, bytes::Bytes)> = msgs.iter().map(|m| (m.subject.to_string(), m.payload.clone())).collect();
-    // Verification and the store are CPU and disk work: keep them off the async threads.
-    let outcome = tokio::task::spawn_blocking(move || {
-        let t0 = std::time::Instant::now();
-        let now = brine_proto::time::now_ms();
-        let mut good = Vec::with_capacity(inputs.len());
-        for (i, checked) in verify_all(&work, &inputs, now) {
-            match checked {
-                Ok(r) if r.schedule.is_some() => good.push(adopt_scheduled(&work, r)?),
-                Ok(r) => good.push(r),
-                Err(why) => count_drop(&work, &inputs[i].0, why),
-            }
-        }
-        let fresh = work.store.put_returns(&good)?;
-        work.store.flush()?;
-        // What `scripts/bench-fleet` sums up as the pipeline's throughput.
-        tracing::debug!(returns = inputs.len(), took_us = t0.elapsed().as_micros() as u64, "ingested a batch");
-        Ok::<_, crate::store::StoreError>((good, fresh))
-    })
-    .await;
-    let (good, fresh) = match outcome {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            // Not acknowledged: JetStream redelivers after ack_wait, nothing is lost.
-            tracing::error!(error = %e, "cannot store returns; they will be redelivered");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            return;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "return verification task failed");
-            return;
-        }
-    };
-    for m in &msgs {
-        if let Err(e) = m.ack().await {
-            tracing::warn!(error = %e, "cannot acknowledge a return");
-        }
-    }
-    let mut new_returns = Vec::new();
-    for (r, is_new) in good.into_iter().zip(fresh) {
-        if is_new {
-            Stats::bump(&shared.stats.returns_stored);
-            new_returns.push(r);
-        } else {
-            Stats::bump(&shared.stats.returns_duplicate);
-        }
-    }
-    for r in &new_returns {
-        // Salt's return event; `return` can be big, but a return that fit in its own
-        // envelope fits in the event's.
-        let data = serde_json::json!({
-            "jid": r.jid, "id": r.id, "fun": r.fun, "retcode": r.retcode, "success": r.success, "return": r.ret,
-        });
-        shared.emit_for_job(r.jid, &format!("brine/job/{}/ret/{}", r.jid, r.id), data).await;
-    }
-    forward(shared, new_returns).await;
-}
-
 fn count_drop(shared: &Shared, subject: &str, why: Drop) {
     let s = &shared.stats;
     match why {
@@ -334,13 +451,13 @@ fn count_drop(shared: &Shared, subject: &str, why: Drop) {
 
 /// Sends new returns to the operators following their jobs, one signed message per
 /// job and operator per batch.
-async fn forward(shared: &Shared, returns: Vec<Return>) {
+async fn forward(shared: &Shared, returns: &[Return]) {
     if returns.is_empty() {
         return;
     }
     let mut by_job: HashMap<Jid, Vec<Return>> = HashMap::new();
     for r in returns {
-        by_job.entry(r.jid).or_default().push(r);
+        by_job.entry(r.jid).or_default().push(r.clone());
     }
     for (jid, rets) in by_job {
         let watchers = {

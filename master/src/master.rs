@@ -123,6 +123,8 @@ impl Shared {
         event.depth = depth;
         match seal(&event, &self.key) {
             Ok(bytes) => {
+                Stats::bump(&self.stats.events_received);
+                self.events.deliver_own(&event, &bytes, brine_proto::time::now_ms());
                 let subject = self.cfg.subjects.event("master", tag);
                 if let Err(e) = self.client.publish(subject, bytes.into()).await {
                     tracing::warn!(tag, error = %e, "cannot publish event");
