@@ -18,10 +18,9 @@
 //!
 //! `cargo bench -p brine-master --bench jobcache`; see BENCHMARKS.md for figures.
 
-use brine_master::store::{JobCache, Store};
-use brine_proto::envelope::Stamp;
-use brine_proto::msg::{JobFilter, JobRecord, Return};
-use brine_proto::{Jid, MinionId, Target, Value};
+use brine_master::store::{put_ping_job, JobCache, Store};
+use brine_proto::msg::JobFilter;
+use brine_proto::{Jid, MinionId};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -58,34 +57,7 @@ fn store() -> Store {
     for i in 0..JOBS {
         let jid = jid(i);
         let started_at = jid.micros() / 1000;
-        store
-            .put_job(&JobRecord {
-                jid,
-                target: Target::Glob("fill-*".into()),
-                fun: "test.ping".into(),
-                arg: Vec::new(),
-                kwarg: Default::default(),
-                user: "admin".into(),
-                minions: minions.clone(),
-                started_at,
-            })
-            .expect("put_job");
-        let returns: Vec<Return> = minions
-            .iter()
-            .map(|id| Return {
-                stamp: Stamp::new(jid.to_string(), Duration::from_secs(3600)),
-                jid,
-                id: id.clone(),
-                fun: "test.ping".into(),
-                ret: Value::Bool(true),
-                retcode: 0,
-                success: true,
-                started_at,
-                duration_ms: 0,
-                schedule: None,
-            })
-            .collect();
-        store.put_returns(&returns).expect("put_returns");
+        put_ping_job(&store, jid, &minions, started_at).expect("fill a job");
     }
     store.flush().expect("flush");
     std::fs::write(&marker, shape).expect("mark the job cache filled");

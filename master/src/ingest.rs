@@ -77,8 +77,10 @@ impl Ingest {
     pub async fn run(self, shared: Arc<Shared>) {
         let (checked_tx, checked_rx) = tokio::sync::mpsc::channel::<Checked>(QUEUED_BATCHES);
         let (events_tx, events_rx) = tokio::sync::mpsc::channel::<Vec<Return>>(QUEUED_BATCHES);
-        let _committer = AbortOnDrop(tokio::spawn(commit_loop(shared.clone(), checked_rx, events_tx)));
-        let _announcer = AbortOnDrop(tokio::spawn(announce_loop(shared.clone(), events_rx)));
+        // The later stages end with this task: a JoinSet aborts its tasks when dropped.
+        let mut stages = tokio::task::JoinSet::new();
+        stages.spawn(commit_loop(shared.clone(), checked_rx, events_tx));
+        stages.spawn(announce_loop(shared.clone(), events_rx));
         loop {
             let messages = match self.consumer.stream().max_messages_per_batch(BATCH).messages().await {
                 Ok(m) => m,
@@ -114,15 +116,6 @@ impl Ingest {
 /// Batches checked and waiting for the committer (or groups for the announcer)
 /// before the stage ahead waits.
 const QUEUED_BATCHES: usize = 16;
-
-/// Aborts a task when dropped: the pipeline's stages end with it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl std::ops::Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// One batch after the checks: its messages (all to be acknowledged once the good
 /// returns are durable) and the returns that passed.

@@ -286,6 +286,43 @@ impl JobCache for Store {
     }
 }
 
+/// Stores one synthetic `test.ping` job on `minions`, every one of them returned
+/// `True` — what `brine-fill-jobs` and the job cache benchmark fill a cache with.
+pub fn put_ping_job(
+    cache: &dyn JobCache,
+    jid: Jid,
+    minions: &[brine_proto::MinionId],
+    started_at: u64,
+) -> Result<(), StoreError> {
+    cache.put_job(&JobRecord {
+        jid,
+        target: brine_proto::Target::Glob("fill-*".into()),
+        fun: "test.ping".into(),
+        arg: Vec::new(),
+        kwarg: Default::default(),
+        user: "admin".into(),
+        minions: minions.to_vec(),
+        started_at,
+    })?;
+    let returns: Vec<Return> = minions
+        .iter()
+        .map(|id| Return {
+            stamp: brine_proto::envelope::Stamp::new(jid.to_string(), std::time::Duration::from_secs(3600)),
+            jid,
+            id: id.clone(),
+            fun: "test.ping".into(),
+            ret: brine_proto::Value::Bool(true),
+            retcode: 0,
+            success: true,
+            started_at,
+            duration_ms: 0,
+            schedule: None,
+        })
+        .collect();
+    cache.put_returns(&returns)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

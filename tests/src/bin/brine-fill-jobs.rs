@@ -4,13 +4,11 @@
 #![forbid(unsafe_code)]
 
 use anyhow::Context as _;
-use brine_master::store::{JobCache, Store};
-use brine_proto::envelope::Stamp;
-use brine_proto::msg::{JobRecord, Return};
-use brine_proto::{JidGenerator, MinionId, Target, Value};
+use brine_master::store::{put_ping_job, JobCache, Store};
+use brine_proto::{JidGenerator, MinionId};
 use clap::Parser;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Writes JOBS `test.ping` jobs of MINIONS returns each into the job cache of the
 /// master configured by --config (the master must be stopped: the cache is opened
@@ -42,32 +40,7 @@ fn main() -> anyhow::Result<()> {
     for j in 0..args.jobs {
         let jid = jids.next();
         let now = brine_proto::time::now_ms();
-        store.put_job(&JobRecord {
-            jid,
-            target: Target::Glob("fill-*".into()),
-            fun: "test.ping".into(),
-            arg: Vec::new(),
-            kwarg: Default::default(),
-            user: "admin".into(),
-            minions: minions.clone(),
-            started_at: now,
-        })?;
-        let returns: Vec<Return> = minions
-            .iter()
-            .map(|id| Return {
-                stamp: Stamp::new(jid.to_string(), Duration::from_secs(3600)),
-                jid,
-                id: id.clone(),
-                fun: "test.ping".into(),
-                ret: Value::Bool(true),
-                retcode: 0,
-                success: true,
-                started_at: now,
-                duration_ms: 0,
-                schedule: None,
-            })
-            .collect();
-        store.put_returns(&returns)?;
+        put_ping_job(&store, jid, &minions, now)?;
         if j == 0 || j == args.jobs / 2 || j + 1 == args.jobs {
             marks.push(jid);
         }

@@ -125,9 +125,17 @@ async fn a_nats_outage_during_a_job_loses_no_return() {
     )
     .await;
     assert_eq!(v["Succeeded"].as_u64(), Some(3));
-    // Master and minions reconnected by themselves: a new job works end to end.
-    let out = master.cli(&["run", "*", "test.echo", "again", "--static", "--out", "json", "-t", "10"]).await;
-    assert_eq!(out.code, 0, "{out:?}");
+    // Master and minions reconnect by themselves (each on its own reconnect backoff,
+    // slower on a loaded machine): within the deadline a new job works end to end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = master.cli(&["run", "*", "test.echo", "again", "--static", "--out", "json", "-t", "10"]).await;
+        if out.code == 0 {
+            assert_eq!(out.stdout.matches("again").count(), 3, "{out:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every minion answers after the outage: {out:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
