@@ -381,6 +381,26 @@ mod tests {
     }
 
     #[test]
+    fn the_masters_own_events_are_delivered_once_and_their_echo_recognised_once() {
+        use brine_proto::envelope::Stamp;
+        let bus = EventBus::default();
+        let mut rx = bus.subscribe();
+        let event = Event::new(Stamp::random(Duration::from_secs(60)), "brine/job/1/new", Value::Bool(true));
+        let now = brine_proto::time::now_ms();
+        bus.deliver_own(&event, b"the signed bytes", now);
+        let got = rx.try_recv().expect("delivered in process");
+        assert_eq!((got.source.as_str(), got.tag.as_str()), (MASTER, "brine/job/1/new"));
+        // The same id again (a replay) is not delivered a second time.
+        bus.deliver_own(&event, b"the signed bytes", now);
+        assert!(rx.try_recv().is_err());
+        // The echo of exactly those bytes is skipped once; other bytes, or a second
+        // copy, go through the full check.
+        assert!(!bus.is_own_echo(b"other bytes"));
+        assert!(bus.is_own_echo(b"the signed bytes"));
+        assert!(!bus.is_own_echo(b"the signed bytes"));
+    }
+
+    #[test]
     fn tags_are_slash_separated_words() {
         assert!(valid_tag("a/b/c").is_ok());
         for bad in ["", "/a", "a/", "a//b", "a b", "a\nb"] {
