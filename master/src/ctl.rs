@@ -684,7 +684,7 @@ fn error_of(kind: CtlErrorKind, message: impl Into<String>) -> CtlError {
 /// orchestration): the same checks, job cache record, audit line, events and publish
 /// as an admin's `brine run`, with nobody to answer. `depth` is the reaction depth
 /// its events carry (0 outside reactions).
-pub async fn start_job(shared: &Shared, user: &str, run: RunRequest, depth: u32) -> Result<RunStarted, CtlError> {
+pub async fn start_job(shared: &Arc<Shared>, user: &str, run: RunRequest, depth: u32) -> Result<RunStarted, CtlError> {
     let entry = audit::Entry::new(user, None, &CtlOp::Run(run.clone()));
     match prepare_job(shared, user, Rights::Admin, run) {
         Ok(job) => {
@@ -707,7 +707,7 @@ pub async fn start_job(shared: &Shared, user: &str, run: RunRequest, depth: u32)
 
 /// Answers the operator (if anyone asked), then publishes the job to each minion
 /// (and its queue).
-async fn publish_job(shared: &Shared, operator: &str, reply: Option<&str>, request: &str, prepared: PreparedJob) {
+async fn publish_job(shared: &Arc<Shared>, operator: &str, reply: Option<&str>, request: &str, prepared: PreparedJob) {
     let PreparedJob { job, bytes, minions, started, stream_to } = prepared;
     let jid = job.jid;
     shared.active.lock().unwrap_or_else(|e| e.into_inner()).insert(
@@ -719,6 +719,11 @@ async fn publish_job(shared: &Shared, operator: &str, reply: Option<&str>, reque
             since: Instant::now(),
         },
     );
+    // A queued job is in JetStream before the operator hears it started: if NATS dies
+    // right after the answer, the queue still holds it for every minion.
+    if job.queued {
+        queue_job(shared, jid, job.stamp.expires_at, &minions, &bytes).await;
+    }
     // Answer first: the operator's returns stream follows on the same connection, so
     // it can never overtake this reply.
     if let Some(reply) = reply {
@@ -728,14 +733,6 @@ async fn publish_job(shared: &Shared, operator: &str, reply: Option<&str>, reque
     for minion in &minions {
         if let Err(e) = shared.client.publish(shared.cfg.subjects.job(minion, jid), bytes.clone()).await {
             tracing::error!(%jid, minion = %minion, error = %e, "cannot publish job");
-        }
-    }
-    if job.queued {
-        let pending: Vec<_> = minions.iter().map(|m| shared.queue.enqueue(m, jid, bytes.clone())).collect();
-        for (m, r) in minions.iter().zip(futures::future::join_all(pending).await) {
-            if let Err(e) = r {
-                tracing::error!(%jid, minion = %m, error = %e, "cannot queue the job");
-            }
         }
     }
     Stats::bump(&shared.stats.jobs_published);
@@ -754,6 +751,47 @@ async fn publish_job(shared: &Shared, operator: &str, reply: Option<&str>, reque
         data["kwarg"] = Value::Object(audit::mask_map(&job.kwarg));
     }
     shared.emit_for_job(jid, &format!("brine/job/{jid}/new"), data).await;
+}
+
+/// Puts a job in each minion's queue. Copies JetStream did not take (NATS went away
+/// meanwhile) are tried again in the background until the job expires; the queue
+/// drops a copy it already has (same message id), and a minion runs a JID once.
+async fn queue_job(shared: &Arc<Shared>, jid: Jid, expires_at: u64, minions: &[MinionId], bytes: &bytes::Bytes) {
+    let failed = enqueue_all(shared, jid, minions, bytes).await;
+    if failed.is_empty() {
+        return;
+    }
+    // Held weakly: a master that stops ends the retries.
+    let weak = Arc::downgrade(shared);
+    let bytes = bytes.clone();
+    tokio::spawn(async move {
+        let mut failed = failed;
+        let mut pause = Duration::from_millis(500);
+        while !failed.is_empty() && brine_proto::time::now_ms() < expires_at {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(10));
+            let Some(shared) = weak.upgrade() else { return };
+            failed = enqueue_all(&shared, jid, &failed, &bytes).await;
+        }
+        if failed.is_empty() {
+            tracing::info!(%jid, "queued the job after retrying");
+        } else {
+            tracing::error!(%jid, minions = failed.len(), "the job expired before it could be queued");
+        }
+    });
+}
+
+/// Queues a job for `minions` at once; returns those whose copy JetStream did not take.
+async fn enqueue_all(shared: &Shared, jid: Jid, minions: &[MinionId], bytes: &bytes::Bytes) -> Vec<MinionId> {
+    let pending: Vec<_> = minions.iter().map(|m| shared.queue.enqueue(m, jid, bytes.clone())).collect();
+    let mut failed = Vec::new();
+    for (m, r) in minions.iter().zip(futures::future::join_all(pending).await) {
+        if let Err(e) = r {
+            tracing::warn!(%jid, minion = %m, error = %e, "cannot queue the job yet");
+            failed.push(m.clone());
+        }
+    }
+    failed
 }
 
 #[cfg(test)]

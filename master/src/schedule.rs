@@ -76,7 +76,7 @@ pub async fn run(shared: Arc<Shared>) {
 
 /// Publishes one scheduled job and waits until it is done (every targeted minion
 /// returned, or `job_ttl` passed).
-async fn launch_job(shared: &Shared, launch: Launch) {
+async fn launch_job(shared: &Arc<Shared>, launch: Launch) {
     let tgt = Value::String(launch.tgt.clone().unwrap_or_default());
     let target = match crate::events::target_from_salt(&tgt, &launch.tgt_type) {
         Ok(t) => t,

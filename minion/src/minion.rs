@@ -1009,8 +1009,12 @@ async fn accept_job(sh: &Arc<Shared>, subject: &str, payload: &[u8], via: Via) -
     .await;
     match accepted {
         Ok(Ok(())) => Some(job),
-        // The queued copy of a job that already arrived live is no attack.
-        Ok(Err(ReplayError::Replayed(_))) if via == Via::Queue => None,
+        // A queued job comes twice, live and from the queue (in either order when the
+        // minion drains its queue on a reconnect meanwhile): the second copy is no attack.
+        Ok(Err(ReplayError::Replayed(_))) if via == Via::Queue || job.queued => {
+            tracing::debug!(%jid, ?via, "the other copy of a queued job already ran");
+            None
+        }
         Ok(Err(e)) => {
             refuse(sh, subject, &e.to_string());
             None
