@@ -58,6 +58,12 @@ struct Args {
     /// Connections being set up at the same time.
     #[arg(long, default_value_t = 64)]
     connect_parallelism: usize,
+    /// Check the master's signature on every minion's copy of a job, as N real
+    /// minions would on their own hosts (default: once per distinct job envelope, so
+    /// the swarm leaves more of the shared cores to the master; subject, expiry,
+    /// target and replay are checked per minion either way).
+    #[arg(long)]
+    verify_every_copy: bool,
     /// Where the minions' file caches go (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -112,6 +118,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     opts.churn_down = secs("churn-down", args.churn_down)?;
     opts.presence_interval = secs("presence-interval", args.presence_interval)?.max(Duration::from_millis(100));
     opts.connect_parallelism = args.connect_parallelism;
+    opts.verify_every_copy = args.verify_every_copy;
     let report = secs("report", args.report)?.max(Duration::from_millis(100));
     let t0 = Instant::now();
     let swarm = Swarm::start(opts).await?;
