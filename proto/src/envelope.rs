@@ -337,6 +337,39 @@ pub fn open<M: Message>(bytes: &[u8], trusted: &VerifyingKey, now_ms: u64) -> Re
     env.body(now_ms)
 }
 
+/// [`open`] for many messages at once, each from its own trusted key: the signatures
+/// are checked together with [`Envelope::verify_batch`], and one by one only if that
+/// fails. The results are in the order of `items`.
+pub fn open_many<M: Message>(items: &[(&[u8], &VerifyingKey)], now_ms: u64) -> Vec<Result<M, OpenError>> {
+    let decoded: Vec<Result<Envelope, OpenError>> = items
+        .iter()
+        .map(|(bytes, key)| {
+            let env = Envelope::decode(bytes)?;
+            if env.kind != M::KIND {
+                return Err(OpenError::WrongKind { expected: M::KIND, got: env.kind });
+            }
+            if key.as_bytes() != &env.signer {
+                return Err(OpenError::WrongSigner(env.signer));
+            }
+            Ok(env)
+        })
+        .collect();
+    let pairs: Vec<(&Envelope, &VerifyingKey)> =
+        decoded.iter().zip(items).filter_map(|(env, (_, key))| Some((env.as_ref().ok()?, *key))).collect();
+    let all_signed = pairs.len() > 1 && Envelope::verify_batch(&pairs);
+    decoded
+        .into_iter()
+        .zip(items)
+        .map(|(env, (_, key))| {
+            let env = env?;
+            if !all_signed {
+                env.verify_with(key)?;
+            }
+            env.body(now_ms)
+        })
+        .collect()
+}
+
 /// Decodes and verifies against the key the envelope names, then checks kind and stamp.
 /// For messages whose signer is looked up afterwards (operators) or is itself the
 /// claim (enrollment).
@@ -386,6 +419,45 @@ mod tests {
         swapped.swap(0, 1);
         let pairs: Vec<(&Envelope, &VerifyingKey)> = envs.iter().zip(&swapped).collect();
         assert!(!Envelope::verify_batch(&pairs));
+    }
+
+    #[test]
+    fn open_many_answers_each_message_as_open_would() {
+        let keys: Vec<SigningKey> = (0..6).map(|_| generate_key()).collect();
+        let vks: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+        let now = crate::time::now_ms();
+        let mut wire: Vec<Vec<u8>> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, k)| {
+                seal(&Ping { stamp: Stamp::random(Duration::from_secs(60)), text: format!("{n}") }, k).unwrap()
+            })
+            .collect();
+        // 1: a flipped signature bit; 2: signed by another key; 3: garbage; 4: expired.
+        let last = wire[1].len() - 1;
+        wire[1][last] ^= 1;
+        wire[2] = seal(&ping(Duration::from_secs(60)), &keys[0]).unwrap();
+        wire[3] = b"not an envelope".to_vec();
+        wire[4] = seal(
+            &Ping {
+                stamp: Stamp { id: "x".into(), issued_at: now - 20_000, expires_at: now - 10_000 },
+                text: "old".into(),
+            },
+            &keys[4],
+        )
+        .unwrap();
+        let items: Vec<(&[u8], &VerifyingKey)> = wire.iter().map(Vec::as_slice).zip(&vks).collect();
+        let many: Vec<Result<Ping, OpenError>> = open_many(&items, now);
+        for (i, ((bytes, key), got)) in items.iter().zip(&many).enumerate() {
+            let one: Result<Ping, OpenError> = open(bytes, key, now);
+            assert_eq!(got.as_ref().map_err(ToString::to_string), one.as_ref().map_err(ToString::to_string), "{i}");
+        }
+        let good: Vec<usize> = many.iter().enumerate().filter(|(_, r)| r.is_ok()).map(|(i, _)| i).collect();
+        assert_eq!(good, [0, 5]);
+        // All good: the batch path.
+        let clean: Vec<Vec<u8>> = keys.iter().map(|k| seal(&ping(Duration::from_secs(60)), k).unwrap()).collect();
+        let items: Vec<(&[u8], &VerifyingKey)> = clean.iter().map(Vec::as_slice).zip(&vks).collect();
+        assert!(open_many::<Ping>(&items, now).iter().all(Result::is_ok));
     }
 
     fn ping(ttl: Duration) -> Ping {
