@@ -11,8 +11,10 @@
 //! - [`schedule`], [`cron`]: when schedule entries run (shared by minion and master).
 //! - [`replay`]: the bookkeeping that refuses a message id seen before.
 //! - [`shape`]: the depth and size limits checked before any MessagePack is decoded.
-#![forbid(unsafe_code)]
+//! - [`alloc`]: the daemons' allocator set-up (the crate's one `unsafe` call).
+#![deny(unsafe_code)]
 
+pub mod alloc;
 pub mod args;
 pub mod config;
 pub mod cron;

@@ -42,6 +42,7 @@ async fn serve(cfg: MasterConfig) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    brine_proto::alloc::limit_malloc_arenas(2);
     let args = Args::parse();
     if let Some(sh) = args.completions {
         return match shell::completions(Args::command(), sh, &mut std::io::stdout()) {

@@ -44,6 +44,8 @@ async fn serve(cfg: MinionConfig) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // One async thread and a few blocking ones: one arena is plenty.
+    brine_proto::alloc::limit_malloc_arenas(1);
     let args = Args::parse();
     if let Some(sh) = args.completions {
         return match shell::completions(Args::command(), sh, &mut std::io::stdout()) {
