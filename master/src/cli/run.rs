@@ -108,7 +108,8 @@ pub struct RunArgs {
     /// Print the JID and return at once; read the returns later with `brine job show`.
     #[arg(long = "async", conflicts_with = "batch")]
     pub async_: bool,
-    /// Queue the job for minions that are offline: it runs when they come back.
+    /// Queue the job for minions that are offline: it runs when they come back (the JID
+    /// is printed after the job was put in the queue).
     #[arg(long, conflicts_with = "batch")]
     pub queue: bool,
     /// How long a queued job stays valid (`30m`, `2h`, `1d`; at most 7d).
