@@ -17,9 +17,9 @@ use crate::master::{Shared, StartError};
 use crate::stats::Stats;
 use crate::store::JobCache;
 use async_nats::jetstream::{self, consumer::pull, stream};
-use brine_proto::envelope::{seal, Envelope, OpenError, Stamp};
+use brine_proto::envelope::{open, open_many, seal, OpenError, Stamp};
 use brine_proto::msg::{CtlReply, CtlResult, Return};
-use brine_proto::{Jid, Kind, MinionId};
+use brine_proto::{Jid, MinionId};
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -282,65 +282,43 @@ fn drop_for(e: OpenError) -> Drop {
     }
 }
 
-/// A return decoded and matched to its minion's key, its signature not yet checked.
-struct Unverified {
-    minion: MinionId,
-    key: VerifyingKey,
-    env: Envelope,
-}
-
-/// The checks before the signature: the subject names a minion with an accepted key,
-/// the envelope decodes, is a return, and names that key as its signer.
-fn prepare(shared: &Shared, subject: &str, payload: &[u8]) -> Result<Unverified, Drop> {
-    let (minion, _) =
-        shared.cfg.subjects.parse_ret(subject).ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
-    let key = shared.registry.accepted_key(&minion).ok_or(Drop::UnknownMinion)?;
-    let env = Envelope::decode(payload).map_err(drop_for)?;
-    if env.kind != Kind::Return {
-        return Err(Drop::Malformed(format!("a {:?} message on a returns subject", env.kind)));
-    }
-    if env.signer != *key.as_bytes() {
-        return Err(Drop::Signature(OpenError::WrongSigner(env.signer)));
-    }
-    Ok(Unverified { minion, key, env })
-}
-
-/// Checks messages: each is [`prepare`]d, the signatures are checked
-/// together (one by one if the batch fails, or if `BRINE_INGEST_NO_BATCH_VERIFY` is
-/// set, to measure the difference), and each signed return is [`verify`]d.
+/// Checks messages: the subject must name a minion with an accepted key; the
+/// envelopes are then opened together with [`open_many`] (signatures batch-checked;
+/// one by one with [`open`] if `BRINE_INGEST_NO_BATCH_VERIFY` is set, to measure the
+/// difference), and each signed, in-date return is [`verify`]d.
 fn verify_all(shared: &Shared, inputs: &[(String, bytes::Bytes)], now: u64) -> Vec<(usize, Result<Return, Drop>)> {
     static NO_BATCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let no_batch = *NO_BATCH.get_or_init(|| std::env::var_os("BRINE_INGEST_NO_BATCH_VERIFY").is_some());
     let mut out = Vec::with_capacity(inputs.len());
-    let mut pending = Vec::with_capacity(inputs.len());
-    for (i, (subject, payload)) in inputs.iter().enumerate() {
-        match prepare(shared, subject, payload) {
-            Ok(u) => pending.push((i, u)),
-            Err(why) => out.push((i, Err(why))),
+    let mut known = Vec::with_capacity(inputs.len());
+    for (i, (subject, _)) in inputs.iter().enumerate() {
+        let Some((minion, _)) = shared.cfg.subjects.parse_ret(subject) else {
+            out.push((i, Err(Drop::Malformed(format!("subject {subject}")))));
+            continue;
+        };
+        match shared.registry.accepted_key(&minion) {
+            Some(key) => known.push((i, minion, key)),
+            None => out.push((i, Err(Drop::UnknownMinion))),
         }
     }
-    let pairs: Vec<(&Envelope, &VerifyingKey)> = pending.iter().map(|(_, u)| (&u.env, &u.key)).collect();
-    let all_signed = !no_batch && pairs.len() > 1 && Envelope::verify_batch(&pairs);
-    for (i, u) in pending {
-        if !all_signed {
-            if let Err(e) = u.env.verify_with(&u.key) {
-                out.push((i, Err(drop_for(e))));
-                continue;
-            }
-        }
-        out.push((i, verify(shared, &inputs[i].0, u, now)));
+    let items: Vec<(&[u8], &VerifyingKey)> = known.iter().map(|(i, _, key)| (inputs[*i].1.as_ref(), key)).collect();
+    let opened: Vec<Result<Return, OpenError>> = if no_batch {
+        items.iter().map(|(bytes, key)| open(bytes, key, now)).collect()
+    } else {
+        open_many(&items, now)
+    };
+    for ((i, minion, _), ret) in known.into_iter().zip(opened) {
+        out.push((i, ret.map_err(drop_for).and_then(|ret| verify(shared, &inputs[i].0, minion, ret))));
     }
     out.sort_by_key(|(i, _)| *i);
     out
 }
 
-/// Checks a return whose signature is good: its body is in date and agrees with the
-/// subject, and the job targeted that minion.
-fn verify(shared: &Shared, subject: &str, signed: Unverified, now: u64) -> Result<Return, Drop> {
-    let Unverified { minion, env, .. } = signed;
+/// Checks a return whose signature and stamp are good: it agrees with the subject,
+/// and the job targeted that minion.
+fn verify(shared: &Shared, subject: &str, minion: MinionId, ret: Return) -> Result<Return, Drop> {
     let (_, jid_token) =
         shared.cfg.subjects.parse_ret(subject).ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
-    let ret: Return = env.body(now).map_err(drop_for)?;
     if ret.id != minion || ret.jid.to_string() != jid_token {
         return Err(Drop::Malformed(format!("return for {} / {} on subject {subject}", ret.id, ret.jid)));
     }

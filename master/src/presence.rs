@@ -79,12 +79,12 @@ pub async fn serve(
                 };
                 known.push((id, key, msg.payload));
             }
-            let items: Vec<(&[u8], &ed25519_dalek::VerifyingKey)> =
-                known.iter().map(|(_, key, payload)| (payload.as_ref(), key)).collect();
-            let opened =
-                brine_proto::envelope::open_many::<brine_proto::msg::Presence>(&items, brine_proto::time::now_ms());
-            let checked = known.iter().map(|(id, _, _)| id.clone()).zip(opened);
-            for (id, opened) in checked {
+            let opened = {
+                let items: Vec<(&[u8], &ed25519_dalek::VerifyingKey)> =
+                    known.iter().map(|(_, key, payload)| (payload.as_ref(), key)).collect();
+                brine_proto::envelope::open_many::<brine_proto::msg::Presence>(&items, brine_proto::time::now_ms())
+            };
+            for ((id, _, _), opened) in known.into_iter().zip(opened) {
                 match opened {
                     Ok(p) if p.id == id => {
                         Stats::bump(&shared.stats.presence_received);

@@ -1011,7 +1011,7 @@ async fn accept_job(sh: &Arc<Shared>, subject: &str, payload: &[u8], via: Via) -
         Ok(Ok(())) => Some(job),
         // A queued job comes twice, live and from the queue (in either order when the
         // minion drains its queue on a reconnect meanwhile): the second copy is no attack.
-        Ok(Err(ReplayError::Replayed(_))) if via == Via::Queue || job.queued => {
+        Ok(Err(ReplayError::Replayed(_))) if job.queued => {
             tracing::debug!(%jid, ?via, "the other copy of a queued job already ran");
             None
         }
