@@ -60,8 +60,11 @@ impl Civil {
         if days < 0 {
             return None;
         }
-        let secs = days as u64 * 86_400 + self.hour as u64 * 3600 + self.minute as u64 * 60 + self.second as u64;
-        Some(secs * 1_000_000 + self.micros as u64)
+        // A year far enough out overflows microseconds in u64: no such moment either.
+        let secs = (days as u64)
+            .checked_mul(86_400)?
+            .checked_add(self.hour as u64 * 3600 + self.minute as u64 * 60 + self.second as u64)?;
+        secs.checked_mul(1_000_000)?.checked_add(self.micros as u64)
     }
 }
 
@@ -122,6 +125,14 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_year_beyond_microseconds_in_u64_is_no_moment() {
+        let far = Civil { year: 800_182, month: 7, day: 4, hour: 0, minute: 0, second: 0, micros: 0 };
+        assert_eq!(far.to_unix_micros(), None);
+        let near = Civil { year: 2026, month: 11, day: 23, hour: 16, minute: 0, second: 0, micros: 0 };
+        assert_eq!(Civil::from_unix_micros(near.to_unix_micros().unwrap()), near);
+    }
 
     #[test]
     fn civil_round_trips_across_leap_years_and_eras() {
