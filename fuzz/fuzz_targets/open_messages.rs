@@ -50,6 +50,7 @@ fn sign_any_body(kind: Kind, body: &[u8]) -> Vec<u8> {
         signer: key.verifying_key().to_bytes(),
         body: body.to_vec(),
         sig: key.sign(&signed).to_bytes(),
+        tree: None,
     };
     rmp_serde::to_vec_named(&env).expect("an envelope encodes")
 }

@@ -21,18 +21,22 @@
 //! nothing a peer sends can stop the loop.
 //!
 //! The master's own events skip the round trip: [`Shared::emit`] hands them to the
-//! in-process subscribers directly and publishes them on NATS for everyone else.
-//! When one comes back on the subscription it is recognised by the digest of its
-//! exact bytes and not checked again — checking a signature costs more than making
-//! it, and a busy master fires one event per return. Anything else on
-//! `P.event.master.…` is checked like any event (a forgery fails the signature, a
-//! replay of a real one the replay window, which holds the master's own ids too).
+//! in-process subscribers directly and publishes them on NATS for everyone else,
+//! through the bus connection, which NATS does not echo back to the master's own
+//! subscription ([`Shared::bus_client`]) — a busy master fires one event per return.
+//! Anything on `P.event.master.…` that does arrive is checked like any event (a
+//! forgery fails the signature, a replay of a real one the replay window, which
+//! holds the master's own ids too). Many events signed as one hash tree
+//! ([`Shared::emit_many`]) cost one signature check between them
+//! ([`brine_proto::envelope::TreeRoots`]).
 //!
 //! [`Shared::emit`]: crate::master::Shared::emit
+//! [`Shared::emit_many`]: crate::master::Shared::emit_many
+//! [`Shared::bus_client`]: crate::master::Shared::bus_client
 
 use crate::master::{Shared, StartError};
 use crate::stats::Stats;
-use brine_proto::envelope::{Envelope, OpenError};
+use brine_proto::envelope::{Envelope, OpenError, TreeRoots};
 use brine_proto::msg::Event;
 use brine_proto::replay::ReplayWindow;
 use brine_proto::{Jid, MinionId, Target, Value};
@@ -52,13 +56,6 @@ const BUS_CAPACITY: usize = 4096;
 
 /// How long the master remembers which reaction depth a job it started has.
 const JOB_DEPTH_TTL: Duration = Duration::from_secs(3600);
-
-/// How long the master waits for one of its own events to come back from NATS before
-/// forgetting it (one that never comes back was lost on the way, or NATS dropped it).
-const OWN_TTL: Duration = Duration::from_secs(120);
-
-/// SHA-256 of an event's exact bytes on the wire.
-type Digest = [u8; 32];
 
 /// A verified event, as in-process subscribers receive it.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,8 +80,6 @@ pub struct EventBus {
     tx: broadcast::Sender<Arc<BusEvent>>,
     replay: Mutex<ReplayWindow>,
     job_depth: Mutex<HashMap<Jid, (u32, Instant)>>,
-    /// The master's own events already delivered in process, until NATS echoes them.
-    own: Mutex<HashMap<Digest, Instant>>,
 }
 
 impl Default for EventBus {
@@ -93,7 +88,6 @@ impl Default for EventBus {
             tx: broadcast::channel(BUS_CAPACITY).0,
             replay: Mutex::new(ReplayWindow::new()),
             job_depth: Mutex::new(HashMap::new()),
-            own: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -124,10 +118,9 @@ impl EventBus {
         let _ = self.tx.send(Arc::new(event));
     }
 
-    /// Delivers one of the master's own events in process, as it goes out on NATS as
-    /// `wire`: its id enters the replay window and its digest is remembered so that
-    /// the echo from NATS is recognised (see the module documentation).
-    pub(crate) fn deliver_own(&self, event: &Event, wire: &[u8], now: u64) {
+    /// Delivers one of the master's own events in process, as it goes out on NATS:
+    /// its id enters the replay window, so a copy sent back onto the bus is refused.
+    pub(crate) fn deliver_own(&self, event: &Event, now: u64) {
         let fresh = self.replay.lock().unwrap_or_else(|e| e.into_inner()).check_and_insert(
             &event.stamp.id,
             event.stamp.expires_at,
@@ -137,7 +130,6 @@ impl EventBus {
             // A random 128-bit id seen before: not something to deliver twice.
             return;
         }
-        self.own.lock().unwrap_or_else(|e| e.into_inner()).insert(digest(wire), Instant::now());
         self.publish(BusEvent {
             source: MASTER.to_string(),
             tag: event.tag.clone(),
@@ -148,21 +140,9 @@ impl EventBus {
         });
     }
 
-    /// Whether `wire` is the echo of one of the master's own events, already
-    /// delivered; forgets it either way.
-    fn is_own_echo(&self, wire: &[u8]) -> bool {
-        self.own.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(wire)).is_some()
-    }
-
     fn prune(&self, now: u64) {
         self.replay.lock().unwrap_or_else(|e| e.into_inner()).prune(now);
-        self.own.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < OWN_TTL);
     }
-}
-
-fn digest(wire: &[u8]) -> Digest {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(wire).into()
 }
 
 /// Why one event was dropped.
@@ -201,8 +181,9 @@ pub fn valid_tag(tag: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks one message from `P.event.>`.
-fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<BusEvent, Drop> {
+/// Checks one message from `P.event.>`; `roots` remembers the tree signatures
+/// already checked.
+fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64, roots: &mut TreeRoots) -> Result<BusEvent, Drop> {
     let prefix = format!("{}.event.", shared.cfg.subjects.prefix());
     let rest = subject.strip_prefix(&prefix).ok_or_else(|| Drop::Malformed(format!("subject {subject}")))?;
     let token = rest.split('.').next().unwrap_or_default();
@@ -214,7 +195,7 @@ fn verify(shared: &Shared, subject: &str, payload: &[u8], now: u64) -> Result<Bu
         shared.registry.accepted_key(&id).ok_or_else(|| Drop::UnknownSource(source.clone()))?
     };
     let env = Envelope::decode(payload).map_err(|e| Drop::Malformed(e.to_string()))?;
-    env.verify_with(&key).map_err(Drop::Signature)?;
+    env.verify_cached(&key, roots).map_err(Drop::Signature)?;
     let event: Event = env.body(now).map_err(|e| match e {
         OpenError::Expired(_) | OpenError::FromTheFuture(_) | OpenError::BadStamp(_) => Drop::Stale(e),
         e => Drop::Malformed(e.to_string()),
@@ -285,19 +266,16 @@ fn count_drop(shared: &Shared, subject: &str, why: Drop) {
 /// Subscribes to `P.event.>` and returns the task that verifies and fans out events.
 pub async fn serve(shared: Arc<Shared>) -> Result<impl Future<Output = ()>, StartError> {
     let mut sub = shared
-        .client
+        .bus_client
         .subscribe(shared.cfg.subjects.all_events())
         .await
         .map_err(|e| StartError::Connect { url: "events".into(), reason: e.to_string() })?;
     Ok(async move {
         let mut pruned = Instant::now();
-        let own_prefix = format!("{}.", shared.cfg.subjects.event(MASTER, ""));
+        let mut roots = TreeRoots::default();
         while let Some(msg) = sub.next().await {
             let now = brine_proto::time::now_ms();
-            if msg.subject.starts_with(own_prefix.as_str()) && shared.events.is_own_echo(&msg.payload) {
-                continue;
-            }
-            match verify(&shared, &msg.subject, &msg.payload, now) {
+            match verify(&shared, &msg.subject, &msg.payload, now, &mut roots) {
                 Ok(event) => {
                     Stats::bump(&shared.stats.events_received);
                     tracing::debug!(source = %event.source, tag = %event.tag, depth = event.depth, "event");
@@ -381,23 +359,21 @@ mod tests {
     }
 
     #[test]
-    fn the_masters_own_events_are_delivered_once_and_their_echo_recognised_once() {
+    fn the_masters_own_events_are_delivered_once() {
         use brine_proto::envelope::Stamp;
         let bus = EventBus::default();
         let mut rx = bus.subscribe();
         let event = Event::new(Stamp::random(Duration::from_secs(60)), "brine/job/1/new", Value::Bool(true));
         let now = brine_proto::time::now_ms();
-        bus.deliver_own(&event, b"the signed bytes", now);
+        bus.deliver_own(&event, now);
         let got = rx.try_recv().expect("delivered in process");
         assert_eq!((got.source.as_str(), got.tag.as_str()), (MASTER, "brine/job/1/new"));
-        // The same id again (a replay) is not delivered a second time.
-        bus.deliver_own(&event, b"the signed bytes", now);
+        // The same id again (a replay) is not delivered a second time, and is in the
+        // window a copy from NATS would be checked against.
+        bus.deliver_own(&event, now);
         assert!(rx.try_recv().is_err());
-        // The echo of exactly those bytes is skipped once; other bytes, or a second
-        // copy, go through the full check.
-        assert!(!bus.is_own_echo(b"other bytes"));
-        assert!(bus.is_own_echo(b"the signed bytes"));
-        assert!(!bus.is_own_echo(b"the signed bytes"));
+        let replayed = bus.replay.lock().unwrap().check_and_insert(&event.stamp.id, event.stamp.expires_at, now);
+        assert!(replayed.is_err());
     }
 
     #[test]

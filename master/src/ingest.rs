@@ -18,7 +18,7 @@ use crate::stats::Stats;
 use crate::store::JobCache;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use brine_proto::envelope::{open, open_many, seal, OpenError, Stamp};
-use brine_proto::msg::{CtlReply, CtlResult, Return};
+use brine_proto::msg::{CtlReply, CtlResult, Event, Return};
 use brine_proto::{Jid, MinionId};
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
@@ -248,19 +248,26 @@ async fn commit(shared: &Arc<Shared>, group: Vec<Checked>) -> Option<Vec<Return>
 }
 
 /// Fires Salt's `brine/job/<jid>/ret/<id>` event for each new return, behind the
-/// operators' own copies: signing one event per return is the master's largest cost
-/// per return after verifying it, and nobody waits on it.
+/// operators' own copies (nobody waits on it). A group's events are signed together,
+/// as one hash tree ([`Shared::emit_many`]): one signature per event was the
+/// master's largest cost per return after verifying it.
 async fn announce_loop(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Vec<Return>>) {
     while let Some(returns) = rx.recv().await {
-        for r in returns {
-            // `return` can be big, but a return that fit in its own envelope fits in
-            // the event's.
-            let tag = format!("brine/job/{}/ret/{}", r.jid, r.id);
-            let data = serde_json::json!({
-                "jid": r.jid, "id": r.id, "fun": r.fun, "retcode": r.retcode, "success": r.success, "return": r.ret,
-            });
-            shared.emit_for_job(r.jid, &tag, data).await;
-        }
+        let events: Vec<Event> = returns
+            .into_iter()
+            .map(|r| {
+                // `return` can be big, but a return that fit in its own envelope fits
+                // in the event's.
+                let tag = format!("brine/job/{}/ret/{}", r.jid, r.id);
+                let data = serde_json::json!({
+                    "jid": r.jid, "id": r.id, "fun": r.fun, "retcode": r.retcode, "success": r.success, "return": r.ret,
+                });
+                let mut event = Event::new(Stamp::random(crate::master::EVENT_TTL), tag, data);
+                event.depth = shared.events.job_depth(r.jid);
+                event
+            })
+            .collect();
+        shared.emit_many(events).await;
     }
 }
 

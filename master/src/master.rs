@@ -8,7 +8,7 @@ use crate::nats::{EmbeddedNats, Layout, Users};
 use crate::presence::Presence;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{JobCache, Store, StoreError};
-use brine_proto::envelope::{seal, Stamp};
+use brine_proto::envelope::{seal, seal_tree, Stamp};
 use brine_proto::msg::Event;
 use brine_proto::{Jid, JidGenerator, MinionId, Value};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -16,6 +16,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+
+/// How long the master's events are valid.
+pub const EVENT_TTL: Duration = Duration::from_secs(600);
 
 /// Why the master could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,11 @@ pub struct Shared {
     pub store: Store,
     pub jids: JidGenerator,
     pub client: async_nats::Client,
+    /// The event bus's own connection: the master's subscription to `P.event.>` and
+    /// its own events. NATS does not echo what a connection publishes back to its own
+    /// subscriptions (`no_echo`), so the master's events — delivered in process as
+    /// they are made — do not come back to be received a second time.
+    pub bus_client: async_nats::Client,
     pub embedded: Option<EmbeddedNats>,
     pub presence: Presence,
     pub queue: crate::queue::JobQueue,
@@ -119,18 +127,36 @@ impl Shared {
     /// Publishes an event signed by the master, caused by a reaction chain `depth`
     /// deep (0: not caused by a reaction).
     pub async fn emit_at_depth(&self, tag: &str, data: Value, depth: u32) {
-        let mut event = Event::new(Stamp::random(Duration::from_secs(600)), tag, data);
+        let mut event = Event::new(Stamp::random(EVENT_TTL), tag, data);
         event.depth = depth;
         match seal(&event, &self.key) {
-            Ok(bytes) => {
-                Stats::bump(&self.stats.events_received);
-                self.events.deliver_own(&event, &bytes, brine_proto::time::now_ms());
-                let subject = self.cfg.subjects.event("master", tag);
-                if let Err(e) = self.client.publish(subject, bytes.into()).await {
-                    tracing::warn!(tag, error = %e, "cannot publish event");
-                }
-            }
+            Ok(bytes) => self.publish_own(&event, bytes).await,
             Err(e) => tracing::warn!(tag, error = %e, "cannot seal event"),
+        }
+    }
+
+    /// Publishes many events signed by the master at once — one signature per hash
+    /// tree of events ([`seal_tree`]) instead of one per event. Each is still an event
+    /// of its own, on its own subject, checkable on its own: what ingestion uses for
+    /// the one `brine/job/<jid>/ret/<id>` event per return.
+    pub async fn emit_many(&self, events: Vec<Event>) {
+        let sealed = seal_tree(&events, &self.key);
+        for (event, bytes) in events.iter().zip(sealed) {
+            match bytes {
+                Ok(bytes) => self.publish_own(event, bytes).await,
+                Err(e) => tracing::warn!(tag = %event.tag, error = %e, "cannot seal event"),
+            }
+        }
+    }
+
+    /// Hands one of the master's own sealed events to the in-process subscribers and
+    /// publishes it on the bus connection (which NATS does not echo back to us).
+    async fn publish_own(&self, event: &Event, bytes: Vec<u8>) {
+        Stats::bump(&self.stats.events_received);
+        self.events.deliver_own(event, brine_proto::time::now_ms());
+        let subject = self.cfg.subjects.event(crate::events::MASTER, &event.tag);
+        if let Err(e) = self.bus_client.publish(subject, bytes.into()).await {
+            tracing::warn!(tag = %event.tag, error = %e, "cannot publish event");
         }
     }
 
@@ -274,6 +300,34 @@ async fn connect(url: &str, opts: async_nats::ConnectOptions) -> Result<async_na
         .map_err(|e| StartError::Connect { url: url.to_string(), reason: e.to_string() })
 }
 
+/// The event bus's connection (see [`Shared::bus_client`]).
+async fn connect_bus(url: &str, opts: async_nats::ConnectOptions) -> Result<async_nats::Client, StartError> {
+    opts.name("brine-master bus")
+        .no_echo()
+        .max_reconnects(None)
+        .connect(url)
+        .await
+        .map_err(|e| StartError::Connect { url: url.to_string(), reason: e.to_string() })
+}
+
+/// Connect options for an external NATS, with its credentials and CA.
+async fn external_options(
+    url: &str,
+    auth: &ExternalAuth,
+    tls_ca: Option<&[u8]>,
+) -> Result<async_nats::ConnectOptions, StartError> {
+    let opts = match auth {
+        ExternalAuth::None => async_nats::ConnectOptions::new(),
+        ExternalAuth::UserPassword { user, password } => {
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        ExternalAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|e| StartError::Connect { url: url.to_string(), reason: e.to_string() })?,
+    };
+    with_tls(opts, tls_ca)
+}
+
 impl Master {
     /// Starts the master and all its services.
     pub async fn start(cfg: MasterConfig) -> Result<Master, StartError> {
@@ -295,7 +349,7 @@ impl Master {
         let pillar = crate::grains::GrainsCache::open_tree(&store, "pillar")?;
         let jids = JidGenerator::starting_after(store.latest_jid()?);
 
-        let (client, embedded, tls_ca) = match &cfg.nats {
+        let (client, bus_client, embedded, tls_ca) = match &cfg.nats {
             NatsMode::Embedded { listen, server_bin, tls } => {
                 let tls = match tls {
                     Some(extra) => Some(crate::tls::ensure(&cfg.tls_dir(), &crate::tls::server_names(extra))?),
@@ -313,20 +367,12 @@ impl Master {
                 let embedded = EmbeddedNats::start(layout, section).await?;
                 let seed = crate::nats::nkey_seed(&key)
                     .map_err(|reason| StartError::Connect { url: embedded.client_url().to_string(), reason })?;
-                let opts = with_tls(async_nats::ConnectOptions::with_nkey(seed), tls_ca.as_deref())?;
-                let client = connect(embedded.client_url(), opts).await?;
-                (client, Some(embedded), tls_ca)
+                let opts = || with_tls(async_nats::ConnectOptions::with_nkey(seed.clone()), tls_ca.as_deref());
+                let client = connect(embedded.client_url(), opts()?).await?;
+                let bus_client = connect_bus(embedded.client_url(), opts()?).await?;
+                (client, bus_client, Some(embedded), tls_ca)
             }
             NatsMode::External { url, auth, tls_ca } => {
-                let opts = match auth {
-                    ExternalAuth::None => async_nats::ConnectOptions::new(),
-                    ExternalAuth::UserPassword { user, password } => {
-                        async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
-                    }
-                    ExternalAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
-                        .await
-                        .map_err(|e| StartError::Connect { url: url.clone(), reason: e.to_string() })?,
-                };
                 let tls_ca = match tls_ca {
                     Some(path) => Some(
                         brine_proto::tls::certs_from_file(path)
@@ -336,8 +382,9 @@ impl Master {
                     ),
                     None => None,
                 };
-                let opts = with_tls(opts, tls_ca.as_deref())?;
-                (connect(url, opts).await?, None, tls_ca)
+                let client = connect(url, external_options(url, auth, tls_ca.as_deref()).await?).await?;
+                let bus_client = connect_bus(url, external_options(url, auth, tls_ca.as_deref()).await?).await?;
+                (client, bus_client, None, tls_ca)
             }
         };
         let client_url = match (&embedded, &cfg.nats) {
@@ -358,6 +405,7 @@ impl Master {
             store,
             jids,
             client,
+            bus_client,
             embedded,
             presence: Presence::default(),
             queue,
@@ -394,6 +442,7 @@ impl Master {
         // Make sure the subscriptions are registered with the server before anyone is
         // told the master is up.
         let _ = shared.client.flush().await;
+        let _ = shared.bus_client.flush().await;
         // Written last: its presence tells local tools the master is ready.
         let url_path = shared.cfg.client_url_path();
         std::fs::write(&url_path, format!("{client_url}\n"))
@@ -433,6 +482,7 @@ impl Master {
             let _ = t.await;
         }
         let _ = self.shared.client.flush().await;
+        let _ = self.shared.bus_client.flush().await;
         if let Err(e) = self.shared.store.flush() {
             tracing::error!(error = %e, "cannot flush the job cache");
         }

@@ -15,14 +15,27 @@
 //! [`MAX_ENVELOPE_BYTES`], or an envelope or body nested deeper or holding more values
 //! than [`crate::shape`] allows, is refused before decoding, and [`seal`] refuses to
 //! make such a message in the first place.
+//!
+//! **Many messages, one signature.** A sender with many messages of one kind to send
+//! at once (the master's one event per return) can [`seal_tree`] them: the bodies
+//! become the leaves of a hash tree ([`crate::tree`]) whose root is signed once, and
+//! each envelope (version [`TREE_ENVELOPE_VERSION`]) carries its [`TreePosition`] —
+//! where its body sits and the sibling hashes up to the root. Verifying one such
+//! envelope recomputes the root from its own body and checks the signature over that
+//! root with `verify_strict`, so each message still stands alone; a receiver that
+//! keeps [`TreeRoots`] checks each tree's signature only once.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// Envelope format version this build writes and reads.
+/// Envelope format version of a message signed on its own, what [`seal`] writes.
 pub const ENVELOPE_VERSION: u8 = 1;
+
+/// Envelope format version of a message signed as one leaf of a hash tree, what
+/// [`seal_tree`] writes. This build reads both.
+pub const TREE_ENVELOPE_VERSION: u8 = 2;
 
 /// Largest encoded envelope accepted from the wire, and the largest [`seal`] makes.
 /// Returns can carry command output, so this is generous; anything larger is refused
@@ -41,6 +54,10 @@ pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The domain tag mixed into every signature, so that a brine signature can never be
 /// mistaken for a signature over anything else made with the same key.
 const DOMAIN: &[u8] = b"brine-envelope-v1\0";
+
+/// The domain tag of a signature over a hash tree's root: never the same bytes as a
+/// signature over a single message.
+const TREE_DOMAIN: &[u8] = b"brine-envelope-tree-v1\0";
 
 /// What an envelope's body is. Part of the signed bytes, so a signature over a return
 /// can never be replayed as a job.
@@ -89,9 +106,34 @@ pub struct Envelope {
     /// The MessagePack-encoded message body, signed as is.
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
-    /// ed25519 signature over the domain tag, the kind tag and `body`.
+    /// ed25519 signature over the domain tag, the kind tag and `body` (version 1), or
+    /// over the tree domain tag, the kind tag, the tree's size and its root (version 2).
     #[serde(with = "serde_bytes")]
     pub sig: [u8; 64],
+    /// Version 2 only: where `body` sits in the hash tree whose root `sig` signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreePosition>,
+}
+
+/// Where a message sits in the hash tree whose root its envelope's signature signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreePosition {
+    /// The message's leaf, counted from 0.
+    pub index: u32,
+    /// How many leaves the tree has (signed together with the root).
+    pub size: u32,
+    /// The inclusion path: sibling hashes from the leaf up, 32 bytes each.
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+}
+
+impl TreePosition {
+    /// The root this position and path lead to from `body`, if they fit together.
+    fn root(&self, kind: Kind, body: &[u8]) -> Option<crate::tree::Hash> {
+        let path: Vec<crate::tree::Hash> =
+            self.path.chunks_exact(32).map(|c| c.try_into().expect("chunks of 32")).collect();
+        crate::tree::root_from_path(self.index.into(), self.size.into(), crate::tree::leaf(kind.tag(), body), &path)
+    }
 }
 
 /// Identity and lifetime of a message, the first field of every body.
@@ -156,7 +198,7 @@ pub enum OpenError {
     #[error("malformed message: {0}")]
     Malformed(String),
     /// An envelope version this build does not speak.
-    #[error("unsupported envelope version {0} (this build speaks {ENVELOPE_VERSION})")]
+    #[error("unsupported envelope version {0} (this build speaks {ENVELOPE_VERSION} and {TREE_ENVELOPE_VERSION})")]
     Version(u8),
     /// The envelope is of another kind than the subject carries.
     #[error("expected a {expected:?} message, got {got:?}")]
@@ -230,12 +272,100 @@ pub fn seal<M: Message>(msg: &M, key: &SigningKey) -> Result<Vec<u8>, SealError>
         signer: key.verifying_key().to_bytes(),
         body,
         sig: sig.to_bytes(),
+        tree: None,
     };
-    let bytes = rmp_serde::to_vec_named(&env)?;
+    encode_envelope(&env)
+}
+
+fn encode_envelope(env: &Envelope) -> Result<Vec<u8>, SealError> {
+    let bytes = rmp_serde::to_vec_named(env)?;
     if bytes.len() > MAX_ENVELOPE_BYTES {
         return Err(SealError::Refused(OpenError::TooLarge { size: bytes.len(), max: MAX_ENVELOPE_BYTES }));
     }
     Ok(bytes)
+}
+
+fn tree_signed_bytes(kind: Kind, size: u32, root: &crate::tree::Hash) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(TREE_DOMAIN.len() + 1 + 4 + root.len());
+    msg.extend_from_slice(TREE_DOMAIN);
+    msg.push(kind.tag());
+    msg.extend_from_slice(&size.to_be_bytes());
+    msg.extend_from_slice(root);
+    msg
+}
+
+/// Seals many messages of one kind with one signature per tree of up to
+/// [`crate::tree::MAX_LEAVES`]: the wire bytes of each, in order, or why it could not
+/// be sealed (a message that does not encode, or would be refused, is left out of the
+/// tree; the others are unaffected). A tree of one is sealed as [`seal`] does.
+///
+/// Signing is the costly part of sealing, and here it is paid once per tree; each
+/// message costs a few SHA-256 hashes and up to 384 bytes of inclusion path.
+pub fn seal_tree<M: Message>(msgs: &[M], key: &SigningKey) -> Vec<Result<Vec<u8>, SealError>> {
+    let mut out: Vec<Option<Result<Vec<u8>, SealError>>> = Vec::with_capacity(msgs.len());
+    let mut bodies: Vec<(usize, Vec<u8>)> = Vec::with_capacity(msgs.len());
+    for (i, msg) in msgs.iter().enumerate() {
+        let body = rmp_serde::to_vec_named(msg)
+            .map_err(SealError::from)
+            .and_then(|b| crate::shape::check(&b).map(|()| b).map_err(|e| SealError::Refused(e.into())));
+        match body {
+            Ok(b) => {
+                bodies.push((i, b));
+                out.push(None);
+            }
+            Err(e) => out.push(Some(Err(e))),
+        }
+    }
+    let signer = key.verifying_key().to_bytes();
+    for chunk in bodies.chunks(crate::tree::MAX_LEAVES) {
+        if let [(i, body)] = chunk {
+            let sig = key.sign(&signed_bytes(M::KIND, body)).to_bytes();
+            let env = Envelope { v: ENVELOPE_VERSION, kind: M::KIND, signer, body: body.clone(), sig, tree: None };
+            out[*i] = Some(encode_envelope(&env));
+            continue;
+        }
+        let leaves: Vec<crate::tree::Hash> = chunk.iter().map(|(_, b)| crate::tree::leaf(M::KIND.tag(), b)).collect();
+        let (root, paths) = crate::tree::build(&leaves);
+        let size = chunk.len() as u32;
+        let sig = key.sign(&tree_signed_bytes(M::KIND, size, &root)).to_bytes();
+        for (index, ((i, body), path)) in chunk.iter().zip(paths).enumerate() {
+            let env = Envelope {
+                v: TREE_ENVELOPE_VERSION,
+                kind: M::KIND,
+                signer,
+                body: body.clone(),
+                sig,
+                tree: Some(TreePosition { index: index as u32, size, path: path.concat() }),
+            };
+            out[*i] = Some(encode_envelope(&env));
+        }
+    }
+    out.into_iter().map(|r| r.expect("every message is sealed or refused")).collect()
+}
+
+/// Tree signatures this receiver has already checked (the last [`TreeRoots::KEEP`]),
+/// so that the many messages of one tree cost one signature check between them; see
+/// [`Envelope::verify_cached`].
+#[derive(Debug, Default)]
+pub struct TreeRoots {
+    /// (signer, signed bytes — tree domain, kind, size and root —, signature).
+    checked: std::collections::VecDeque<([u8; 32], Vec<u8>, [u8; 64])>,
+}
+
+impl TreeRoots {
+    /// How many checked tree signatures are remembered.
+    pub const KEEP: usize = 64;
+
+    fn contains(&self, signer: &[u8; 32], signed: &[u8], sig: &[u8; 64]) -> bool {
+        self.checked.iter().any(|(k, m, s)| k == signer && s == sig && m == signed)
+    }
+
+    fn remember(&mut self, signer: [u8; 32], signed: Vec<u8>, sig: [u8; 64]) {
+        if self.checked.len() == Self::KEEP {
+            self.checked.pop_front();
+        }
+        self.checked.push_back((signer, signed, sig));
+    }
 }
 
 impl Envelope {
@@ -245,10 +375,36 @@ impl Envelope {
             return Err(OpenError::TooLarge { size: bytes.len(), max: MAX_ENVELOPE_BYTES });
         }
         let env: Envelope = decode_checked(bytes)?;
-        if env.v != ENVELOPE_VERSION {
-            return Err(OpenError::Version(env.v));
+        match (env.v, &env.tree) {
+            (ENVELOPE_VERSION, None) => {}
+            (ENVELOPE_VERSION, Some(_)) => {
+                return Err(OpenError::Malformed("a version 1 envelope with a hash-tree position".into()))
+            }
+            (TREE_ENVELOPE_VERSION, Some(t)) => {
+                if t.path.len() % 32 != 0 || t.path.len() > 32 * crate::tree::MAX_PATH || t.index >= t.size {
+                    return Err(OpenError::Malformed("a hash-tree position that does not fit its tree".into()));
+                }
+            }
+            (TREE_ENVELOPE_VERSION, None) => {
+                return Err(OpenError::Malformed("a version 2 envelope without its hash-tree position".into()))
+            }
+            (v, _) => return Err(OpenError::Version(v)),
         }
         Ok(env)
+    }
+
+    /// The bytes `sig` must be a signature over: the domain tag, kind and body of a
+    /// version 1 envelope; the tree domain tag, kind, size and the root recomputed
+    /// from the body and its inclusion path of a version 2 one.
+    fn signed_message(&self) -> Result<Vec<u8>, OpenError> {
+        match &self.tree {
+            None => Ok(signed_bytes(self.kind, &self.body)),
+            Some(t) => {
+                // A path that leads to no root cannot carry a good signature.
+                let root = t.root(self.kind, &self.body).ok_or(OpenError::BadSignature)?;
+                Ok(tree_signed_bytes(self.kind, t.size, &root))
+            }
+        }
     }
 
     /// Checks the signature with `key`, which must be the envelope's signer.
@@ -257,7 +413,27 @@ impl Envelope {
             return Err(OpenError::WrongSigner(self.signer));
         }
         let sig = Signature::from_bytes(&self.sig);
-        key.verify_strict(&signed_bytes(self.kind, &self.body), &sig).map_err(|_| OpenError::BadSignature)
+        key.verify_strict(&self.signed_message()?, &sig).map_err(|_| OpenError::BadSignature)
+    }
+
+    /// [`Envelope::verify_with`], checking a tree's signature only the first time one
+    /// of its messages arrives: the root recomputed from this body and path must equal
+    /// one whose signature `roots` has seen verified, with the same signature and
+    /// signer. A single-message envelope is always checked in full.
+    pub fn verify_cached(&self, key: &VerifyingKey, roots: &mut TreeRoots) -> Result<(), OpenError> {
+        if self.tree.is_none() {
+            return self.verify_with(key);
+        }
+        if key.as_bytes() != &self.signer {
+            return Err(OpenError::WrongSigner(self.signer));
+        }
+        let signed = self.signed_message()?;
+        if roots.contains(&self.signer, &signed, &self.sig) {
+            return Ok(());
+        }
+        key.verify_strict(&signed, &Signature::from_bytes(&self.sig)).map_err(|_| OpenError::BadSignature)?;
+        roots.remember(self.signer, signed, self.sig);
+        Ok(())
     }
 
     /// Checks many envelopes' signatures at once, each against its key, with ed25519
@@ -274,7 +450,10 @@ impl Envelope {
         if items.iter().any(|(env, key)| key.as_bytes() != &env.signer || key.is_weak()) {
             return false;
         }
-        let messages: Vec<Vec<u8>> = items.iter().map(|(env, _)| signed_bytes(env.kind, &env.body)).collect();
+        let Ok(messages) = items.iter().map(|(env, _)| env.signed_message()).collect::<Result<Vec<Vec<u8>>, _>>()
+        else {
+            return false;
+        };
         let messages: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         let signatures: Vec<Signature> = items.iter().map(|(env, _)| Signature::from_bytes(&env.sig)).collect();
         let keys: Vec<VerifyingKey> = items.iter().map(|(_, key)| **key).collect();
@@ -559,7 +738,7 @@ mod tests {
     /// Wire bytes of an envelope around `body`, signed by `key` whatever `body` is.
     fn seal_raw(kind: Kind, body: Vec<u8>, key: &SigningKey) -> Vec<u8> {
         let sig = key.sign(&signed_bytes(kind, &body)).to_bytes();
-        let env = Envelope { v: ENVELOPE_VERSION, kind, signer: key.verifying_key().to_bytes(), body, sig };
+        let env = Envelope { v: ENVELOPE_VERSION, kind, signer: key.verifying_key().to_bytes(), body, sig, tree: None };
         rmp_serde::to_vec_named(&env).unwrap()
     }
 
@@ -655,6 +834,160 @@ mod tests {
         let err = seal(&big, &key).unwrap_err();
         assert!(matches!(err, SealError::Refused(OpenError::TooLarge { .. })), "{err}");
         assert!(err.to_string().contains("exceeds the 8388608-byte limit"), "{err}");
+    }
+
+    fn pings(n: usize) -> Vec<Ping> {
+        (0..n).map(|i| Ping { stamp: Stamp::random(Duration::from_secs(60)), text: format!("ping {i}") }).collect()
+    }
+
+    #[test]
+    fn every_message_of_a_tree_opens_on_its_own() {
+        let key = generate_key();
+        let now = crate::time::now_ms();
+        for n in [1, 2, 3, 7, 64, 100] {
+            let msgs = pings(n);
+            let wire: Vec<Vec<u8>> = seal_tree(&msgs, &key).into_iter().map(Result::unwrap).collect();
+            for (i, (bytes, msg)) in wire.iter().zip(&msgs).enumerate() {
+                let env = Envelope::decode(bytes).unwrap();
+                let expected = if n == 1 { ENVELOPE_VERSION } else { TREE_ENVELOPE_VERSION };
+                assert_eq!(env.v, expected, "n={n}");
+                assert_eq!(env.tree.as_ref().map(|t| (t.index as usize, t.size as usize)), (n > 1).then_some((i, n)));
+                assert_eq!(&open::<Ping>(bytes, &key.verifying_key(), now).unwrap(), msg, "n={n} i={i}");
+            }
+            // One signature for the whole tree.
+            let sigs: std::collections::HashSet<[u8; 64]> =
+                wire.iter().map(|b| Envelope::decode(b).unwrap().sig).collect();
+            assert_eq!(sigs.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_tree_message_changed_anywhere_is_refused() {
+        let key = generate_key();
+        let vk = key.verifying_key();
+        let wire: Vec<Vec<u8>> = seal_tree(&pings(5), &key).into_iter().map(Result::unwrap).collect();
+        let envs: Vec<Envelope> = wire.iter().map(|b| Envelope::decode(b).unwrap()).collect();
+        let env = &envs[2];
+        for i in 0..env.body.len() {
+            let mut bad = env.clone();
+            bad.body[i] ^= 0x01;
+            assert_eq!(bad.verify_with(&vk), Err(OpenError::BadSignature), "body byte {i}");
+        }
+        let tree = env.tree.clone().unwrap();
+        for i in 0..tree.path.len() {
+            let mut bad = env.clone();
+            bad.tree.as_mut().unwrap().path[i] ^= 0x01;
+            assert_eq!(bad.verify_with(&vk), Err(OpenError::BadSignature), "path byte {i}");
+        }
+        for (index, size) in [(1, 5), (3, 5), (2, 6), (2, 4), (0, 1)] {
+            let mut bad = env.clone();
+            bad.tree = Some(TreePosition { index, size, path: tree.path.clone() });
+            assert_eq!(bad.verify_with(&vk), Err(OpenError::BadSignature), "at {index} of {size}");
+        }
+        // Another message's body with this one's position, or its position with this body.
+        let mut swapped = env.clone();
+        swapped.body = envs[3].body.clone();
+        assert_eq!(swapped.verify_with(&vk), Err(OpenError::BadSignature));
+        let mut swapped = env.clone();
+        swapped.tree = envs[3].tree.clone();
+        assert_eq!(swapped.verify_with(&vk), Err(OpenError::BadSignature));
+        // The tree signature is not a signature over the body alone, nor the reverse.
+        let mut flat = env.clone();
+        flat.v = ENVELOPE_VERSION;
+        flat.tree = None;
+        assert_eq!(flat.verify_with(&vk), Err(OpenError::BadSignature));
+        let single = Envelope::decode(&seal(&pings(1)[0], &key).unwrap()).unwrap();
+        let mut treed = single.clone();
+        treed.v = TREE_ENVELOPE_VERSION;
+        treed.tree = Some(TreePosition { index: 0, size: 1, path: Vec::new() });
+        assert_eq!(treed.verify_with(&vk), Err(OpenError::BadSignature));
+        // Another kind.
+        let mut other = env.clone();
+        other.kind = Kind::Job;
+        assert_eq!(other.verify_with(&vk), Err(OpenError::BadSignature));
+    }
+
+    #[test]
+    fn tree_positions_that_cannot_fit_are_malformed() {
+        let key = generate_key();
+        let wire = seal_tree(&pings(3), &key).remove(0).unwrap();
+        let env = Envelope::decode(&wire).unwrap();
+        let reencode = |e: &Envelope| rmp_serde::to_vec_named(e).unwrap();
+        let mut v1_with_tree = env.clone();
+        v1_with_tree.v = ENVELOPE_VERSION;
+        let mut v2_without = env.clone();
+        v2_without.tree = None;
+        let mut ragged = env.clone();
+        ragged.tree.as_mut().unwrap().path.push(0);
+        let mut outside = env.clone();
+        outside.tree.as_mut().unwrap().index = 3;
+        let mut long = env.clone();
+        long.tree.as_mut().unwrap().path = vec![0; 32 * (crate::tree::MAX_PATH + 1)];
+        for bad in [v1_with_tree, v2_without, ragged, outside, long] {
+            assert!(matches!(Envelope::decode(&reencode(&bad)), Err(OpenError::Malformed(_))), "{bad:?}");
+        }
+        let mut v3 = env;
+        v3.v = 3;
+        let err = Envelope::decode(&reencode(&v3)).unwrap_err();
+        assert_eq!(err, OpenError::Version(3));
+        assert!(err.to_string().contains("speaks 1 and 2"), "{err}");
+    }
+
+    #[test]
+    fn a_tree_signature_is_checked_once_but_every_message_still_is() {
+        let key = generate_key();
+        let vk = key.verifying_key();
+        let wire: Vec<Vec<u8>> = seal_tree(&pings(10), &key).into_iter().map(Result::unwrap).collect();
+        let envs: Vec<Envelope> = wire.iter().map(|b| Envelope::decode(b).unwrap()).collect();
+        let mut roots = TreeRoots::default();
+        for env in &envs {
+            assert_eq!(env.verify_cached(&vk, &mut roots), Ok(()));
+        }
+        assert_eq!(roots.checked.len(), 1, "one tree, one signature remembered");
+        // A changed body leads to another root: checked in full, refused.
+        let mut bad = envs[4].clone();
+        bad.body[3] ^= 1;
+        assert_eq!(bad.verify_cached(&vk, &mut roots), Err(OpenError::BadSignature));
+        // The same root with another signature, or under another signer, is not taken on trust.
+        let mut resigned = envs[4].clone();
+        resigned.sig[0] ^= 1;
+        assert_eq!(resigned.verify_cached(&vk, &mut roots), Err(OpenError::BadSignature));
+        let rogue = generate_key();
+        assert!(matches!(envs[4].verify_cached(&rogue.verifying_key(), &mut roots), Err(OpenError::WrongSigner(_))));
+        let mut claimed = envs[4].clone();
+        claimed.signer = rogue.verifying_key().to_bytes();
+        assert_eq!(claimed.verify_cached(&rogue.verifying_key(), &mut roots), Err(OpenError::BadSignature));
+        // Batch verification takes tree messages as well.
+        let pairs: Vec<(&Envelope, &VerifyingKey)> = envs.iter().map(|e| (e, &vk)).collect();
+        assert!(Envelope::verify_batch(&pairs));
+        let mut with_bad: Vec<Envelope> = envs.clone();
+        with_bad[7].tree.as_mut().unwrap().index = 8;
+        let pairs: Vec<(&Envelope, &VerifyingKey)> = with_bad.iter().map(|e| (e, &vk)).collect();
+        assert!(!Envelope::verify_batch(&pairs));
+    }
+
+    #[test]
+    fn seal_tree_refuses_only_the_messages_receivers_would_refuse() {
+        let key = generate_key();
+        let mut deep = Value::Null;
+        for _ in 0..crate::shape::MAX_DEPTH {
+            deep = Value::Array(vec![deep]);
+        }
+        let stamp = || Stamp::random(Duration::from_secs(60));
+        let events = vec![
+            crate::msg::Event::new(stamp(), "a", Value::Null),
+            crate::msg::Event::new(stamp(), "b", deep),
+            crate::msg::Event::new(stamp(), "c", Value::Null),
+            crate::msg::Event::new(stamp(), "d", Value::String("x".repeat(MAX_ENVELOPE_BYTES - 200))),
+        ];
+        let sealed = seal_tree(&events, &key);
+        assert!(matches!(sealed[1], Err(SealError::Refused(OpenError::TooDeep { .. }))));
+        assert!(matches!(sealed[3], Err(SealError::Refused(OpenError::TooLarge { .. }))));
+        let now = crate::time::now_ms();
+        for i in [0, 2] {
+            let bytes = sealed[i].as_ref().unwrap();
+            assert_eq!(open::<crate::msg::Event>(bytes, &key.verifying_key(), now).unwrap(), events[i]);
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`schedule`], [`cron`]: when schedule entries run (shared by minion and master).
 //! - [`replay`]: the bookkeeping that refuses a message id seen before.
 //! - [`shape`]: the depth and size limits checked before any MessagePack is decoded.
+//! - [`tree`]: hash trees, for one signature over many messages.
 //! - [`alloc`]: the daemons' allocator set-up (the crate's one `unsafe` call).
 #![deny(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod target;
 pub mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod tree;
 
 /// The dynamic value type of arguments, return data and event payloads. It maps 1:1
 /// onto JSON (what `--out json` prints) and onto MessagePack on the wire.

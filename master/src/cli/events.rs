@@ -5,7 +5,7 @@ use super::client::Operator;
 use super::{columns, exit, fail, Io};
 use crate::config::MasterConfig;
 use crate::reactor::{Action, Planned, PlannedAction};
-use brine_proto::envelope::Envelope;
+use brine_proto::envelope::{Envelope, TreeRoots};
 use brine_proto::msg::{CtlOp, CtlResult, Event, KeyStatus};
 use brine_proto::{Map, Value};
 use ed25519_dalek::VerifyingKey;
@@ -153,6 +153,8 @@ pub async fn follow(op: &Operator, args: EventsArgs, io: &mut Io<'_>) -> u8 {
     let prefix = format!("{}.event.", op.subjects.prefix());
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut seen = 0u64;
+    // The master signs the events of a batch of returns together: one check a batch.
+    let mut roots = TreeRoots::default();
     loop {
         if args.count.is_some_and(|n| seen >= n) {
             return exit::OK;
@@ -195,7 +197,7 @@ pub async fn follow(op: &Operator, args: EventsArgs, io: &mut Io<'_>) -> u8 {
             env.verify_self().ok()
         };
         let Some(key) = key else { continue };
-        if env.verify_with(&key).is_err() {
+        if env.verify_cached(&key, &mut roots).is_err() {
             continue;
         }
         let Ok(event) = env.body::<Event>(brine_proto::time::now_ms()) else { continue };

@@ -31,7 +31,7 @@ fn sign_any_body(kind: Kind, body: Vec<u8>, key: &SigningKey) -> Vec<u8> {
     signed.push(tag);
     signed.extend_from_slice(&body);
     let sig = key.sign(&signed).to_bytes();
-    let env = Envelope { v: ENVELOPE_VERSION, kind, signer: key.verifying_key().to_bytes(), body, sig };
+    let env = Envelope { v: ENVELOPE_VERSION, kind, signer: key.verifying_key().to_bytes(), body, sig, tree: None };
     rmp_serde::to_vec_named(&env).unwrap()
 }
 

@@ -256,6 +256,8 @@ proptest! {
 
     #[test]
     fn plain_globs_mean_the_same_as_compound_terms(glob in "[a-z0-9*?.-]{1,8}", id in "[a-z0-9.-]{0,10}") {
+        // A compound reads these words as its operators, not as globs.
+        prop_assume!(!["and", "or", "not"].contains(&glob.as_str()));
         let a = TargetMatcher::compile(&Target::Glob(glob.clone())).unwrap();
         let b = TargetMatcher::compile(&Target::Compound(glob)).unwrap();
         prop_assert_eq!(a.matches_id(&id), b.matches_id(&id));

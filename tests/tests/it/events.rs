@@ -138,6 +138,77 @@ async fn forged_and_foreign_events_are_dropped_and_counted() {
     assert_eq!(seen, vec!["myapp/ok".to_string()]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_signed_together_each_arrive_and_each_is_checked() {
+    let master = TestMaster::start(MasterOpts::default()).await;
+    let m = master.master();
+    let shared = m.shared().clone();
+    let batch = |prefix: &str| -> Vec<Event> {
+        (0..5)
+            .map(|i| Event::new(Stamp::random(Duration::from_secs(60)), format!("{prefix}/{i}"), json!({ "n": i })))
+            .collect()
+    };
+
+    // One signature for five events (what ingestion does with a group's ret events):
+    // `brine events` checks and prints each.
+    let events = batch("batch");
+    let sealed = brine_proto::envelope::seal_tree(&events, &shared.key);
+    assert_eq!(brine_proto::Envelope::decode(sealed[0].as_ref().unwrap()).unwrap().v, 2);
+    let emit = async {
+        shared.emit_many(events).await;
+        CliOutput { code: 0, stdout: String::new(), stderr: String::new() }
+    };
+    let (followed, _) = follow_while(&master, &["--count", "5", "batch/*"], emit).await;
+    assert_eq!(followed.code, 0, "{followed:?}");
+    let got: Vec<(String, Value)> = json_lines(&followed.stdout)
+        .into_iter()
+        .map(|e| (e["tag"].as_str().unwrap().to_string(), e["data"].clone()))
+        .collect();
+    let want: Vec<(String, Value)> = (0..5).map(|i| (format!("batch/{i}"), json!({ "n": i }))).collect();
+    assert_eq!(got, want);
+
+    // From another connection with the master's key (as a second master would send
+    // them), a tree's events are checked one by one: a changed path or body is
+    // dropped as a bad signature, the rest of the tree gets through, a replay is
+    // refused.
+    let mut bus = shared.subscribe();
+    let before = m.stats();
+    let cfg = brine_master::config::MasterConfig::load(Some(&master.config_path)).unwrap();
+    let (client, _) = connect_as(&master.url(), &cfg.master_key_path(), "_INBOX_m2", &master.ca_path()).await;
+    let events = batch("peer");
+    let wire: Vec<Vec<u8>> =
+        brine_proto::envelope::seal_tree(&events, &shared.key).into_iter().map(Result::unwrap).collect();
+    let subject = |i: usize| format!("brine.event.master.peer.{i}");
+    let mut bad_path = brine_proto::Envelope::decode(&wire[1]).unwrap();
+    bad_path.tree.as_mut().unwrap().path[0] ^= 1;
+    let mut bad_body = brine_proto::Envelope::decode(&wire[2]).unwrap();
+    bad_body.body[5] ^= 1;
+    for (i, bytes) in wire.iter().enumerate() {
+        let bytes = match i {
+            1 => rmp_serde::to_vec_named(&bad_path).unwrap(),
+            2 => rmp_serde::to_vec_named(&bad_body).unwrap(),
+            _ => bytes.clone(),
+        };
+        client.publish(subject(i), bytes.into()).await.unwrap();
+    }
+    client.publish(subject(0), wire[0].clone().into()).await.unwrap();
+    client.flush().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let s = m.stats();
+            s.events_bad_signature - before.events_bad_signature == 2 && s.events_stale - before.events_stale == 1
+        })
+        .await,
+        "{:?}",
+        m.stats()
+    );
+    let mut seen = Vec::new();
+    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), bus.recv()).await {
+        seen.push(ev.tag.clone());
+    }
+    assert_eq!(seen, ["peer/0", "peer/3", "peer/4"]);
+}
+
 const REACT: &str = "\
 echo_back:
   local.test.echo:
