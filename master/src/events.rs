@@ -120,7 +120,7 @@ impl EventBus {
 
     /// Delivers one of the master's own events in process, as it goes out on NATS:
     /// its id enters the replay window, so a copy sent back onto the bus is refused.
-    pub(crate) fn deliver_own(&self, event: &Event, now: u64) {
+    pub(crate) fn deliver_own(&self, event: Event, now: u64) {
         let fresh = self.replay.lock().unwrap_or_else(|e| e.into_inner()).check_and_insert(
             &event.stamp.id,
             event.stamp.expires_at,
@@ -132,8 +132,8 @@ impl EventBus {
         }
         self.publish(BusEvent {
             source: MASTER.to_string(),
-            tag: event.tag.clone(),
-            data: event.data.clone(),
+            tag: event.tag,
+            data: event.data,
             jid: event.jid,
             depth: event.depth,
             at_ms: now,
@@ -365,12 +365,12 @@ mod tests {
         let mut rx = bus.subscribe();
         let event = Event::new(Stamp::random(Duration::from_secs(60)), "brine/job/1/new", Value::Bool(true));
         let now = brine_proto::time::now_ms();
-        bus.deliver_own(&event, now);
+        bus.deliver_own(event.clone(), now);
         let got = rx.try_recv().expect("delivered in process");
         assert_eq!((got.source.as_str(), got.tag.as_str()), (MASTER, "brine/job/1/new"));
         // The same id again (a replay) is not delivered a second time, and is in the
         // window a copy from NATS would be checked against.
-        bus.deliver_own(&event, now);
+        bus.deliver_own(event.clone(), now);
         assert!(rx.try_recv().is_err());
         let replayed = bus.replay.lock().unwrap().check_and_insert(&event.stamp.id, event.stamp.expires_at, now);
         assert!(replayed.is_err());

@@ -253,16 +253,23 @@ async fn commit(shared: &Arc<Shared>, group: Vec<Checked>) -> Option<Vec<Return>
 /// master's largest cost per return after verifying it.
 async fn announce_loop(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Vec<Return>>) {
     while let Some(returns) = rx.recv().await {
+        let stamps = Stamp::random_many(returns.len(), crate::master::EVENT_TTL);
         let events: Vec<Event> = returns
             .into_iter()
-            .map(|r| {
+            .zip(stamps)
+            .map(|(r, stamp)| {
                 // `return` can be big, but a return that fit in its own envelope fits
                 // in the event's.
-                let tag = format!("brine/job/{}/ret/{}", r.jid, r.id);
-                let data = serde_json::json!({
-                    "jid": r.jid, "id": r.id, "fun": r.fun, "retcode": r.retcode, "success": r.success, "return": r.ret,
-                });
-                let mut event = Event::new(Stamp::random(crate::master::EVENT_TTL), tag, data);
+                let (jid, id) = (r.jid.to_string(), r.id.to_string());
+                let tag = format!("brine/job/{jid}/ret/{id}");
+                let mut data = brine_proto::Map::with_capacity(6);
+                data.insert("jid".into(), jid.into());
+                data.insert("id".into(), id.into());
+                data.insert("fun".into(), r.fun.into());
+                data.insert("retcode".into(), r.retcode.into());
+                data.insert("success".into(), r.success.into());
+                data.insert("return".into(), r.ret);
+                let mut event = Event::new(stamp, tag, data.into());
                 event.depth = shared.events.job_depth(r.jid);
                 event
             })

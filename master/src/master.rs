@@ -130,7 +130,7 @@ impl Shared {
         let mut event = Event::new(Stamp::random(EVENT_TTL), tag, data);
         event.depth = depth;
         match seal(&event, &self.key) {
-            Ok(bytes) => self.publish_own(&event, bytes).await,
+            Ok(bytes) => self.publish_own(event, bytes).await,
             Err(e) => tracing::warn!(tag, error = %e, "cannot seal event"),
         }
     }
@@ -141,7 +141,7 @@ impl Shared {
     /// the one `brine/job/<jid>/ret/<id>` event per return.
     pub async fn emit_many(&self, events: Vec<Event>) {
         let sealed = seal_tree(&events, &self.key);
-        for (event, bytes) in events.iter().zip(sealed) {
+        for (event, bytes) in events.into_iter().zip(sealed) {
             match bytes {
                 Ok(bytes) => self.publish_own(event, bytes).await,
                 Err(e) => tracing::warn!(tag = %event.tag, error = %e, "cannot seal event"),
@@ -151,13 +151,13 @@ impl Shared {
 
     /// Hands one of the master's own sealed events to the in-process subscribers and
     /// publishes it on the bus connection (which NATS does not echo back to us).
-    async fn publish_own(&self, event: &Event, bytes: Vec<u8>) {
+    async fn publish_own(&self, event: Event, bytes: Vec<u8>) {
         Stats::bump(&self.stats.events_received);
-        self.events.deliver_own(event, brine_proto::time::now_ms());
         let subject = self.cfg.subjects.event(crate::events::MASTER, &event.tag);
         if let Err(e) = self.bus_client.publish(subject, bytes.into()).await {
             tracing::warn!(tag = %event.tag, error = %e, "cannot publish event");
         }
+        self.events.deliver_own(event, brine_proto::time::now_ms());
     }
 
     /// Rewrites the embedded server's users from the registry and reloads it; returns

@@ -158,17 +158,49 @@ impl Stamp {
     pub fn random(ttl: Duration) -> Stamp {
         Stamp::new(random_id(), ttl)
     }
+
+    /// `n` stamps with distinct fresh ids ([`random_ids`]), issued now and valid for
+    /// `ttl`: for many messages made at once.
+    pub fn random_many(n: usize, ttl: Duration) -> Vec<Stamp> {
+        let now = crate::time::now_ms();
+        let expires_at = now + ttl.as_millis() as u64;
+        random_ids(n).into_iter().map(|id| Stamp { id, issued_at: now, expires_at }).collect()
+    }
 }
 
 /// 128 random bits as 32 hex digits, for message ids.
 pub fn random_id() -> String {
+    hex_id(random_u128())
+}
+
+/// `n` distinct message ids for messages made together: 128 random bits for the first,
+/// counting up from there for the rest (one call to the OS random source, not `n`).
+/// Distinct from every other id as [`random_id`]'s are: another run of ids collides
+/// with this one only if its random start falls within `n` of this one's.
+pub fn random_ids(n: usize) -> Vec<String> {
+    let start = random_u128();
+    (0..n as u128).map(|i| hex_id(start.wrapping_add(i))).collect()
+}
+
+fn random_u128() -> u128 {
     let mut b = [0u8; 16];
     // The OS random source failing is not recoverable in any useful way; fall back to
     // the clock so ids stay unique within a process rather than aborting.
     if getrandom::getrandom(&mut b).is_err() {
         b[..8].copy_from_slice(&crate::time::now_micros().to_be_bytes());
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    u128::from_be_bytes(b)
+}
+
+fn hex_id(n: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let bytes = n.to_be_bytes();
+    let mut out = String::with_capacity(32);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 /// A message body type: its kind and where its stamp is.
@@ -994,5 +1026,11 @@ mod tests {
     fn random_ids_are_unique() {
         let ids: std::collections::HashSet<_> = (0..1000).map(|_| random_id()).collect();
         assert_eq!(ids.len(), 1000);
+        let mut many: Vec<String> = (0..10).flat_map(|_| random_ids(100)).collect();
+        many.extend(ids);
+        assert!(many.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())), "{many:?}");
+        let distinct: std::collections::HashSet<_> = many.iter().collect();
+        assert_eq!(distinct.len(), 2000);
+        assert_eq!(hex_id(0x0123_4567_89ab_cdef_0011_2233_4455_6677), "0123456789abcdef0011223344556677");
     }
 }
