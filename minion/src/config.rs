@@ -345,8 +345,15 @@ impl MinionConfig {
         self.data_dir.join("master-ca.pem")
     }
 
-    /// The minion's sled database (replay ids).
-    pub fn db_path(&self) -> PathBuf {
+    /// The minion's job records: accepted JIDs, jobs in flight, spooled returns
+    /// (see [`crate::ledger`]).
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.data_dir.join("jobs")
+    }
+
+    /// Where earlier versions kept the same records, in a sled database; moved into
+    /// [`MinionConfig::jobs_dir`] on the first start.
+    pub fn old_db_path(&self) -> PathBuf {
         self.data_dir.join("db")
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: the `minion.toml` file.
 //! - [`minion`]: enrollment, the NATS session, job checks and execution, returns.
-//! - [`replay`]: the on-disk memory of accepted jobs.
+//! - [`ledger`]: the on-disk record of accepted jobs, jobs in flight and spooled returns.
 //! - [`logging`]: the daemon's logs; [`shell`]: completions and man pages.
 #![forbid(unsafe_code)]
 
@@ -10,12 +10,11 @@ pub mod beacons;
 pub mod call;
 pub mod config;
 pub mod files;
+pub mod ledger;
 pub mod logging;
 pub mod minion;
-pub mod replay;
 pub mod schedule;
 pub mod shell;
-pub mod spool;
 
 pub use config::MinionConfig;
 pub use minion::{Minion, Status};

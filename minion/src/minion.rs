@@ -4,8 +4,7 @@
 //! pool and publish the signed return through JetStream.
 
 use crate::config::{MinionConfig, NatsAuth};
-use crate::replay::{ReplayCache, ReplayError};
-use crate::spool::{Inflight, Spool};
+use crate::ledger::{Inflight, Ledger, LedgerError};
 use async_nats::jetstream;
 use brine_proto::envelope::{open, seal, Envelope, OpenError, Stamp};
 use brine_proto::keys::Fingerprint;
@@ -41,8 +40,8 @@ pub enum Status {
 pub enum StartError {
     #[error("{0}")]
     Key(#[from] brine_proto::keys::KeyError),
-    #[error("minion database {path}: {source}")]
-    Db { path: std::path::PathBuf, source: sled::Error },
+    #[error("minion job records in {path}: {source}")]
+    Ledger { path: std::path::PathBuf, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(brine_proto::tls::TlsError),
     #[error("cannot start the beacons: {0}")]
@@ -82,7 +81,6 @@ struct Shared {
     /// The CA (DER) trusted for the master's NATS: configured, or pinned from the
     /// master's signed enrollment answer.
     tls_ca: Mutex<Option<Vec<u8>>>,
-    replay: ReplayCache,
     grains: RwLock<Arc<Map>>,
     /// The pillar the master rendered for this minion (with `_errors` if it failed),
     /// and whether it has been fetched since the minion started.
@@ -95,8 +93,8 @@ struct Shared {
     started_at: u64,
     status: watch::Sender<Status>,
     counters: Counters,
-    /// Jobs in flight and returns not yet acknowledged, on disk.
-    spool: Spool,
+    /// Accepted JIDs, jobs in flight and returns not yet acknowledged, on disk.
+    ledger: Ledger,
     /// Why the last refused job was refused.
     last_refusal: Mutex<Option<String>>,
     /// The NATS connection of the current session, if any.
@@ -281,7 +279,7 @@ async fn run_scheduled(sh: &Arc<Shared>, launch: brine_proto::schedule::Launch) 
         Err(e) => return tracing::error!(%jid, error = %e, "cannot seal a scheduled return"),
     };
     let disk = sh.clone();
-    match tokio::task::spawn_blocking(move || disk.spool.put(jid, &bytes)).await {
+    match tokio::task::spawn_blocking(move || disk.ledger.put_return(jid, &bytes)).await {
         Ok(Ok(())) => {}
         other => tracing::error!(%jid, result = ?other, "cannot spool a scheduled return; it is lost"),
     }
@@ -441,13 +439,11 @@ impl Minion {
             Some(path) => Some(brine_proto::tls::certs_from_file(&path).map_err(StartError::Tls)?.remove(0).to_vec()),
             None => None,
         };
-        let db_err = |source| StartError::Db { path: cfg.db_path(), source };
-        let db = sled::Config::new().path(cfg.db_path()).cache_capacity(4 * 1024 * 1024).open().map_err(db_err)?;
-        let replay =
-            ReplayCache::open(db.open_tree("replay").map_err(db_err)?, brine_proto::time::now_ms()).map_err(db_err)?;
-        let spool = Spool::open(&db).map_err(db_err)?;
+        let ledger_err = |source| StartError::Ledger { path: cfg.jobs_dir(), source };
+        let ledger =
+            Ledger::open(&cfg.jobs_dir(), &cfg.old_db_path(), brine_proto::time::now_ms()).map_err(ledger_err)?;
         // Jobs cut short by the last stop are reported, so none stays "running" forever.
-        for (jid, job) in spool.interrupted().map_err(db_err)? {
+        for (jid, job) in ledger.interrupted().map_err(ledger_err)? {
             tracing::warn!(%jid, fun = %job.fun, "reporting a job interrupted by the minion's restart");
             let ret = Return {
                 stamp: Stamp::new(jid.to_string(), brine_proto::envelope::MAX_TTL),
@@ -462,9 +458,9 @@ impl Minion {
                 schedule: None,
             };
             if let Ok(bytes) = seal(&ret, &key) {
-                spool.put(jid, &bytes).map_err(db_err)?;
+                ledger.put_return(jid, &bytes).map_err(ledger_err)?;
             }
-            spool.end_job(jid).map_err(db_err)?;
+            ledger.end_job(jid);
         }
         let (id, custom) = (cfg.id.to_string(), cfg.custom_grains());
         let grains =
@@ -486,7 +482,6 @@ impl Minion {
             key,
             master: Mutex::new(master),
             tls_ca: Mutex::new(tls_ca),
-            replay,
             grains: RwLock::new(Arc::new(grains)),
             pillar: RwLock::new(Arc::new(Map::new())),
             pillar_loaded: Default::default(),
@@ -495,7 +490,7 @@ impl Minion {
             started_at: brine_proto::time::now_ms(),
             status,
             counters: Counters::default(),
-            spool,
+            ledger,
             last_refusal: Mutex::new(None),
             session: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -999,19 +994,15 @@ async fn accept_job(sh: &Arc<Shared>, subject: &str, payload: &[u8], via: Via) -
     let (disk, stamp) = (sh.clone(), job.stamp.clone());
     let inflight = Inflight { fun: job.fun.clone(), user: job.user.clone(), started_at: now };
     let accepted = tokio::task::spawn_blocking(move || {
-        disk.replay.check_and_insert(&stamp.id, stamp.expires_at, now)?;
-        if let Err(e) = disk.spool.start_job(jid, &inflight) {
-            // Without the record a crash would leave the job "running"; run it anyway.
-            tracing::error!(%jid, error = %e, "cannot record the job as started");
-        }
-        Ok::<(), ReplayError>(())
+        // The JID was checked against the job's subject above: the ledger keys on it.
+        disk.ledger.accept(jid, stamp.expires_at, &inflight, now)
     })
     .await;
     match accepted {
         Ok(Ok(())) => Some(job),
         // A queued job comes twice, live and from the queue (in either order when the
         // minion drains its queue on a reconnect meanwhile): the second copy is no attack.
-        Ok(Err(ReplayError::Replayed(_))) if job.queued => {
+        Ok(Err(LedgerError::Replayed(_))) if job.queued => {
             tracing::debug!(%jid, ?via, "the other copy of a queued job already ran");
             None
         }
@@ -1037,8 +1028,8 @@ async fn finish_job(sh: &Arc<Shared>, js: &jetstream::Context, job: Job) {
     let disk = sh.clone();
     let sealed = bytes.clone();
     let spooled = tokio::task::spawn_blocking(move || {
-        let r = disk.spool.put(jid, &sealed);
-        let _ = disk.spool.end_job(jid);
+        let r = disk.ledger.put_return(jid, &sealed);
+        disk.ledger.end_job(jid);
         r
     })
     .await;
@@ -1130,7 +1121,7 @@ impl Drop for AbortOnDrop {
 async fn pump_returns(sh: Arc<Shared>, js: jetstream::Context) {
     let mut warned = false;
     loop {
-        let pending = match sh.spool.pending() {
+        let pending = match sh.ledger.pending() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the return spool");
@@ -1142,9 +1133,7 @@ async fn pump_returns(sh: Arc<Shared>, js: jetstream::Context) {
             match publish_once(&sh, &js, jid, bytes.into()).await {
                 Ok(()) => {
                     warned = false;
-                    if let Err(e) = sh.spool.acknowledged(jid) {
-                        tracing::error!(%jid, error = %e, "cannot drop an acknowledged return from the spool");
-                    }
+                    sh.ledger.acknowledged(jid);
                 }
                 Err(e) => {
                     if !warned {
@@ -1157,7 +1146,7 @@ async fn pump_returns(sh: Arc<Shared>, js: jetstream::Context) {
             }
         }
         let wait = if stuck { jitter(Duration::from_secs(2)) } else { Duration::from_secs(30) };
-        sh.spool.wait(wait).await;
+        sh.ledger.wait(wait).await;
     }
 }
 

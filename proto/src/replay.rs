@@ -44,6 +44,13 @@ impl ReplayWindow {
         self.by_expiry.insert((expires_at, id.to_string()));
     }
 
+    /// Forgets `id` (one that could not be recorded after all).
+    pub fn forget(&mut self, id: &str) {
+        if let Some(expires_at) = self.seen.remove(id) {
+            self.by_expiry.remove(&(expires_at, id.to_string()));
+        }
+    }
+
     /// Forgets entries that expired before `now_ms`, returning them so a persistent
     /// store can drop them too.
     pub fn prune(&mut self, now_ms: u64) -> Vec<String> {

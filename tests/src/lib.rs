@@ -314,6 +314,16 @@ impl TestMinion {
         }
     }
 
+    /// Stops the minion and starts it again in the same directory, after `pause`; the
+    /// new one owns the directory from then on (it is deleted when that one is dropped).
+    pub async fn restart(mut self, url: &str, opts: &MinionOpts, pause: Duration) -> TestMinion {
+        self.stop().await;
+        tokio::time::sleep(pause).await;
+        let mut again = TestMinion::start_in(&self.dir, url, &self.id, opts).await;
+        again._tmp = self._tmp.take();
+        again
+    }
+
     /// The minion's private key file.
     pub fn key_path(&self) -> PathBuf {
         self.dir.join("minion").join("minion.pem")

@@ -12,9 +12,9 @@
 //! the minion's own hash-checked cache) and publishes a signed return through the
 //! JetStream returns stream, waiting for its acknowledgement.
 //!
-//! What it leaves out, to fit thousands of minions in one process: the on-disk replay
-//! cache and return spool of `brine-minion` (one sled database and flusher thread per
-//! minion) are kept in memory, the worker pool is the shared tokio runtime, and the
+//! What it leaves out, to fit thousands of minions in one process: the on-disk job
+//! ledger of `brine-minion` (accepted JIDs and spooled returns, a synced file per job)
+//! is kept in memory, the worker pool is the shared tokio runtime, and the
 //! `saltutil.*` functions that manage the minion process itself have no host.
 
 use brine_minion::files::{Ask, RemoteFiles};

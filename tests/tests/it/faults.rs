@@ -215,11 +215,7 @@ async fn soak_with_faults_loses_and_duplicates_nothing() {
             }
             16 if n == 1 => {
                 let m = minions.remove(0);
-                let dir = m.dir.clone();
-                let mut m = m;
-                m.stop().await;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                minions.push(TestMinion::start_in(&dir, &nats.url(), "s0", &opts).await);
+                minions.push(m.restart(&nats.url(), &opts, Duration::from_millis(500)).await);
                 n = 2;
             }
             _ => {}
