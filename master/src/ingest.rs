@@ -29,6 +29,13 @@ use std::time::Duration;
 /// Most returns handled in one batch.
 const BATCH: usize = 1024;
 
+/// Returns arriving together that make a burst, worth gathering for up to [`GATHER`]
+/// into one batch.
+const BURST: usize = 32;
+
+/// How long a burst's batch waits for more returns.
+const GATHER: Duration = Duration::from_millis(1);
+
 /// The ingestion pipeline's consumer.
 pub struct Ingest {
     consumer: jetstream::consumer::Consumer<pull::Config>,
@@ -70,45 +77,78 @@ impl Ingest {
 
     /// Runs the pipeline until the task is aborted.
     ///
-    /// Two stages overlap: while the committer makes one group of returns durable
-    /// (store, flush, then acknowledge), the reader fetches and verifies the next
-    /// batches, which the committer then takes together — one flush for all of them
-    /// (group commit). A slow disk makes groups bigger rather than the pipeline slower.
+    /// The stages overlap: one task reads the stream into batches while this one
+    /// verifies the batch before; while the committer makes one group of returns
+    /// durable (store, flush, then acknowledge), the next batches are read and
+    /// verified, and the committer then takes them together — one flush for all of
+    /// them (group commit). A slow disk makes groups bigger rather than the pipeline
+    /// slower.
     pub async fn run(self, shared: Arc<Shared>) {
+        let (read_tx, mut read_rx) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(READ_AHEAD);
         let (checked_tx, checked_rx) = tokio::sync::mpsc::channel::<Checked>(QUEUED_BATCHES);
         let (events_tx, events_rx) = tokio::sync::mpsc::channel::<Vec<Return>>(QUEUED_BATCHES);
-        // The later stages end with this task: a JoinSet aborts its tasks when dropped.
+        // The other stages end with this task: a JoinSet aborts its tasks when dropped.
         let mut stages = tokio::task::JoinSet::new();
+        stages.spawn(read_loop(self.consumer, read_tx));
         stages.spawn(commit_loop(shared.clone(), checked_rx, events_tx));
         stages.spawn(announce_loop(shared.clone(), events_rx));
-        loop {
-            let messages = match self.consumer.stream().max_messages_per_batch(BATCH).messages().await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the returns stream; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let mut batches = messages.ready_chunks(BATCH);
-            while let Some(batch) = batches.next().await {
-                let mut msgs = Vec::with_capacity(batch.len());
-                for m in batch {
-                    match m {
-                        Ok(m) => msgs.push(m),
-                        Err(e) => tracing::debug!(error = %e, "returns stream hiccup"),
-                    }
-                }
-                if msgs.is_empty() {
-                    continue;
-                }
-                let checked = check(&shared, msgs).await;
-                if checked_tx.send(checked).await.is_err() {
-                    return;
+        while let Some(msgs) = read_rx.recv().await {
+            let checked = check(&shared, msgs).await;
+            if checked_tx.send(checked).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Batches read ahead of the one being verified.
+const READ_AHEAD: usize = 2;
+
+/// Reads the returns stream into batches, so that the stream keeps flowing while a
+/// batch is verified.
+async fn read_loop(
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    out: tokio::sync::mpsc::Sender<Vec<jetstream::Message>>,
+) {
+    loop {
+        let messages = match consumer.stream().max_messages_per_batch(BATCH).messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the returns stream; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut batches = messages.ready_chunks(BATCH);
+        while let Some(batch) = batches.next().await {
+            let mut msgs = Vec::with_capacity(BATCH);
+            let burst = batch.len() >= BURST;
+            take_messages(&mut msgs, batch);
+            // A burst (a big job's returns, a backlog): gather more for a moment.
+            // Batch verification gets cheaper per signature with size, and every
+            // batch costs hand-offs between threads; a few returns go at once.
+            let until = tokio::time::Instant::now() + GATHER;
+            while burst && msgs.len() < BATCH {
+                match tokio::time::timeout_at(until, batches.next()).await {
+                    Ok(Some(more)) => take_messages(&mut msgs, more),
+                    _ => break,
                 }
             }
-            tracing::warn!("the returns stream ended; resubscribing");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if !msgs.is_empty() && out.send(msgs).await.is_err() {
+                return;
+            }
+        }
+        tracing::warn!("the returns stream ended; resubscribing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Moves the messages of a chunk read from the stream into `msgs`.
+fn take_messages<E: std::fmt::Display>(msgs: &mut Vec<jetstream::Message>, chunk: Vec<Result<jetstream::Message, E>>) {
+    for m in chunk {
+        match m {
+            Ok(m) => msgs.push(m),
+            Err(e) => tracing::debug!(error = %e, "returns stream hiccup"),
         }
     }
 }

@@ -3,8 +3,9 @@
 //! `salt://` Jinja template using a grain and the pillar, 10 with `mode` and
 //! `makedirs`).
 //!
-//! - `render_compile_100`: render (Jinja) the top file's SLS, parse the YAML and compile
-//!   it to low chunks, from a tree held in memory: no disk at all.
+//! - `render_compile_100`, `render_compile_1000`: render (Jinja) the top file's SLS,
+//!   parse the YAML and compile it to low chunks, from a tree held in memory: no disk
+//!   at all (the 1 000-state tree has the same mix, ten times over).
 //! - `apply_no_change_100`: `state.apply` (highstate) with every target file already in
 //!   place in a temporary directory: render, compile, then check each file (read,
 //!   hash-compare, stat) and change nothing.
@@ -26,11 +27,11 @@ use std::sync::Arc;
 /// The number of states, as in `scripts/bench-states`.
 const STATES: usize = 100;
 
-/// The state tree (path relative to the roots → text); the targets' directory comes
-/// from the pillar.
-fn tree() -> BTreeMap<String, String> {
-    let (templates, modes) = (STATES * 30 / 100, STATES * 10 / 100);
-    let contents = STATES - templates - modes;
+/// The state tree of `states` states (path relative to the roots → text); the
+/// targets' directory comes from the pillar.
+fn tree(states: usize) -> BTreeMap<String, String> {
+    let (templates, modes) = (states * 30 / 100, states * 10 / 100);
+    let contents = states - templates - modes;
     let mut t = BTreeMap::new();
     t.insert("top.sls".to_string(), "base:\n  '*':\n    - bench\n".to_string());
     t.insert(
@@ -81,7 +82,7 @@ fn tree() -> BTreeMap<String, String> {
     t.insert("bench/modes.sls".to_string(), sls);
     // Keep the generated tree honest: every state is declared once.
     let declared = t.values().map(|s| s.matches("file.managed:").count()).sum::<usize>();
-    assert_eq!(declared, STATES);
+    assert_eq!(declared, states);
     t
 }
 
@@ -126,29 +127,32 @@ fn context(root: &Path, files: Arc<dyn FileSource>) -> Context {
 }
 
 fn render_compile(c: &mut Criterion) {
-    let root = Path::new("/nonexistent/brine-bench");
-    let memory: BTreeMap<String, Vec<u8>> = tree().into_iter().map(|(p, s)| (p, s.into_bytes())).collect();
-    let files: Arc<dyn FileSource> = Arc::new(MemoryTree(memory));
-    let ctx = context(root, files.clone());
-    let loader = Loader {
-        files: &files,
-        render: RenderContext {
-            grains: ctx.grains.clone(),
-            pillar: ctx.pillar.clone(),
-            opts: Map::new(),
-            saltenv: "base".into(),
-            sls: String::new(),
-            slspath: String::new(),
-            extra: Map::new(),
-            exec: ctx.clone(),
-        },
-    };
-    let mods = vec!["bench".to_string()];
-    let chunks = loader.compile("base", &mods).unwrap_or_else(|e| panic!("the benchmark tree does not compile: {e:?}"));
-    assert_eq!(chunks.len(), STATES);
-    c.bench_function("render_compile_100", |b| {
-        b.iter(|| loader.compile("base", black_box(&mods)).map(|chunks| chunks.len()))
-    });
+    for states in [STATES, 1000] {
+        let root = Path::new("/nonexistent/brine-bench");
+        let memory: BTreeMap<String, Vec<u8>> = tree(states).into_iter().map(|(p, s)| (p, s.into_bytes())).collect();
+        let files: Arc<dyn FileSource> = Arc::new(MemoryTree(memory));
+        let ctx = context(root, files.clone());
+        let loader = Loader {
+            files: &files,
+            render: RenderContext {
+                grains: ctx.grains.clone(),
+                pillar: ctx.pillar.clone(),
+                opts: Map::new(),
+                saltenv: "base".into(),
+                sls: String::new(),
+                slspath: String::new(),
+                extra: Map::new(),
+                exec: ctx.clone(),
+            },
+        };
+        let mods = vec!["bench".to_string()];
+        let chunks =
+            loader.compile("base", &mods).unwrap_or_else(|e| panic!("the benchmark tree does not compile: {e:?}"));
+        assert_eq!(chunks.len(), states);
+        c.bench_function(&format!("render_compile_{states}"), |b| {
+            b.iter(|| loader.compile("base", black_box(&mods)).map(|chunks| chunks.len()))
+        });
+    }
 }
 
 /// Runs `state.apply` (the highstate) and returns (states, changed, not successful).
@@ -164,7 +168,7 @@ fn apply(ctx: &Context) -> (usize, usize, usize) {
 fn apply_no_change(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary directory: {e}"));
     let (srv, root) = (dir.path().join("srv"), dir.path().join("target"));
-    for (path, text) in tree() {
+    for (path, text) in tree(STATES) {
         let p = srv.join(path);
         std::fs::create_dir_all(p.parent().unwrap_or(&srv)).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         std::fs::write(&p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
