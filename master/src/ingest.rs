@@ -1,13 +1,23 @@
 //! Return ingestion: the pipeline that turns minions' signed returns into stored job
 //! results.
 //!
-//! Returns arrive through a JetStream work-queue stream (`<PREFIX>_RET` on `P.ret.>`)
-//! read by one durable pull consumer, in batches: decode → verify against the
-//! minion's accepted key → store (idempotent by JID and minion) → flush → ack. A
-//! return is acknowledged only once it is durable, so a master that dies mid-batch
-//! gets the batch again. Anything that fails a check is dropped, acknowledged (it
-//! would fail again) and counted. Verified returns are then forwarded to operators
-//! following the job, and announced on the event bus.
+//! Returns arrive two ways, in batches: handed to the running master directly
+//! (request/reply on `P.dret.<minion>.<jid>`, the usual way), or through a JetStream
+//! work-queue stream (`<PREFIX>_RET` on `P.ret.>`) read by one durable pull consumer —
+//! where a minion sends a return the master did not take in time (stopped, or too
+//! busy), and where older minions send them all. Either way: decode → verify against
+//! the minion's accepted key → store (idempotent by JID and minion) → flush →
+//! acknowledge (a stream message is acked, a direct one answered
+//! [`brine_proto::msg::RETURN_STORED`]; until then the minion keeps the return
+//! spooled). A return is acknowledged only once it is durable, so a master that dies
+//! mid-batch gets the batch again (from the stream, or from the minion). Anything that
+//! fails a check is dropped, acknowledged (it would fail again) and counted. Verified
+//! returns are then forwarded to operators following the job, and announced on the
+//! event bus.
+//!
+//! The direct way keeps the common case off JetStream's disk: a stored-and-deleted
+//! stream message costs the NATS server a file write, a delivery, an acknowledgement
+//! and a delete, a direct return two routed messages.
 //!
 //! Checking and committing are separate stages (see [`Ingest::run`]): batches are
 //! verified while earlier ones are flushed, and every batch checked during a flush
@@ -18,7 +28,7 @@ use crate::stats::Stats;
 use crate::store::JobCache;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use brine_proto::envelope::{open, open_many, seal, OpenError, Stamp};
-use brine_proto::msg::{CtlReply, CtlResult, Event, Return};
+use brine_proto::msg::{CtlReply, CtlResult, Event, Return, RETURN_STORED};
 use brine_proto::{Jid, MinionId};
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
@@ -36,9 +46,36 @@ const BURST: usize = 32;
 /// How long a burst's batch waits for more returns.
 const GATHER: Duration = Duration::from_millis(1);
 
-/// The ingestion pipeline's consumer.
+/// The ingestion pipeline's sources: the returns stream's consumer and the direct
+/// returns' subscription.
 pub struct Ingest {
     consumer: jetstream::consumer::Consumer<pull::Config>,
+    direct: async_nats::Subscriber,
+}
+
+/// A return as it arrived, and how to acknowledge it.
+struct Incoming {
+    subject: String,
+    payload: bytes::Bytes,
+    ack: Ack,
+}
+
+/// How an incoming return is acknowledged once durable.
+enum Ack {
+    /// Through the returns stream: acknowledged to JetStream.
+    Stream(Box<jetstream::Message>),
+    /// Handed over directly: the minion waits for [`RETURN_STORED`] on `reply`.
+    Direct(Option<async_nats::Subject>),
+}
+
+impl Incoming {
+    fn from_stream(m: jetstream::Message) -> Incoming {
+        Incoming { subject: m.subject.to_string(), payload: m.payload.clone(), ack: Ack::Stream(Box::new(m)) }
+    }
+
+    fn from_direct(m: async_nats::Message) -> Incoming {
+        Incoming { subject: m.subject.to_string(), payload: m.payload, ack: Ack::Direct(m.reply) }
+    }
 }
 
 impl Ingest {
@@ -72,7 +109,13 @@ impl Ingest {
             )
             .await
             .map_err(|e| StartError::JetStream(e.to_string()))?;
-        Ok(Ingest { consumer })
+        // A queue group, so that several masters could share the direct returns.
+        let direct = shared
+            .client
+            .queue_subscribe(subjects.all_direct_rets(), "brine-master".into())
+            .await
+            .map_err(|e| StartError::Connect { url: "direct returns".into(), reason: e.to_string() })?;
+        Ok(Ingest { consumer, direct })
     }
 
     /// Runs the pipeline until the task is aborted.
@@ -84,11 +127,12 @@ impl Ingest {
     /// them (group commit). A slow disk makes groups bigger rather than the pipeline
     /// slower.
     pub async fn run(self, shared: Arc<Shared>) {
-        let (read_tx, mut read_rx) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(READ_AHEAD);
+        let (read_tx, mut read_rx) = tokio::sync::mpsc::channel::<Vec<Incoming>>(READ_AHEAD);
         let (checked_tx, checked_rx) = tokio::sync::mpsc::channel::<Checked>(QUEUED_BATCHES);
         let (events_tx, events_rx) = tokio::sync::mpsc::channel::<Vec<Return>>(QUEUED_BATCHES);
         // The other stages end with this task: a JoinSet aborts its tasks when dropped.
         let mut stages = tokio::task::JoinSet::new();
+        stages.spawn(read_direct(self.direct, read_tx.clone()));
         stages.spawn(read_loop(self.consumer, read_tx));
         stages.spawn(commit_loop(shared.clone(), checked_rx, events_tx));
         stages.spawn(announce_loop(shared.clone(), events_rx));
@@ -104,11 +148,31 @@ impl Ingest {
 /// Batches read ahead of the one being verified.
 const READ_AHEAD: usize = 2;
 
+/// Reads the direct returns into batches, as [`read_loop`] does the stream.
+async fn read_direct(direct: async_nats::Subscriber, out: tokio::sync::mpsc::Sender<Vec<Incoming>>) {
+    let mut batches = direct.ready_chunks(BATCH);
+    while let Some(batch) = batches.next().await {
+        let burst = batch.len() >= BURST;
+        let mut msgs: Vec<Incoming> = batch.into_iter().map(Incoming::from_direct).collect();
+        let until = tokio::time::Instant::now() + GATHER;
+        while burst && msgs.len() < BATCH {
+            match tokio::time::timeout_at(until, batches.next()).await {
+                Ok(Some(more)) => msgs.extend(more.into_iter().map(Incoming::from_direct)),
+                _ => break,
+            }
+        }
+        if out.send(msgs).await.is_err() {
+            return;
+        }
+    }
+    tracing::error!("the subscription to direct returns ended; returns come through the stream only");
+}
+
 /// Reads the returns stream into batches, so that the stream keeps flowing while a
 /// batch is verified.
 async fn read_loop(
     consumer: jetstream::consumer::Consumer<pull::Config>,
-    out: tokio::sync::mpsc::Sender<Vec<jetstream::Message>>,
+    out: tokio::sync::mpsc::Sender<Vec<Incoming>>,
 ) {
     loop {
         let messages = match consumer.stream().max_messages_per_batch(BATCH).messages().await {
@@ -144,10 +208,10 @@ async fn read_loop(
 }
 
 /// Moves the messages of a chunk read from the stream into `msgs`.
-fn take_messages<E: std::fmt::Display>(msgs: &mut Vec<jetstream::Message>, chunk: Vec<Result<jetstream::Message, E>>) {
+fn take_messages<E: std::fmt::Display>(msgs: &mut Vec<Incoming>, chunk: Vec<Result<jetstream::Message, E>>) {
     for m in chunk {
         match m {
-            Ok(m) => msgs.push(m),
+            Ok(m) => msgs.push(Incoming::from_stream(m)),
             Err(e) => tracing::debug!(error = %e, "returns stream hiccup"),
         }
     }
@@ -160,17 +224,18 @@ const QUEUED_BATCHES: usize = 16;
 /// One batch after the checks: its messages (all to be acknowledged once the good
 /// returns are durable) and the returns that passed.
 struct Checked {
-    msgs: Vec<jetstream::Message>,
+    acks: Vec<Ack>,
     good: Vec<Return>,
     checked_us: u64,
 }
 
 /// Decodes and verifies one batch on the blocking threads, the signatures split
 /// over the machine's cores; counts and logs what is dropped.
-async fn check(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) -> Checked {
+async fn check(shared: &Arc<Shared>, msgs: Vec<Incoming>) -> Checked {
     let t0 = std::time::Instant::now();
-    let inputs: Arc<Vec<(String, bytes::Bytes)>> =
-        Arc::new(msgs.iter().map(|m| (m.subject.to_string(), m.payload.clone())).collect());
+    let (inputs, acks): (Vec<(String, bytes::Bytes)>, Vec<Ack>) =
+        msgs.into_iter().map(|m| ((m.subject, m.payload), m.ack)).unzip();
+    let inputs = Arc::new(inputs);
     let now = brine_proto::time::now_ms();
     let parts = verify_parts(inputs.len());
     let per = inputs.len().div_ceil(parts);
@@ -188,7 +253,7 @@ async fn check(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) -> Checked {
             // A panic in verification: nothing from this batch is stored or
             // acknowledged, so JetStream delivers it again.
             tracing::error!("return verification task failed");
-            return Checked { msgs: Vec::new(), good: Vec::new(), checked_us: 0 };
+            return Checked { acks: Vec::new(), good: Vec::new(), checked_us: 0 };
         };
         let len = part.len();
         for (i, checked) in part {
@@ -199,7 +264,7 @@ async fn check(shared: &Arc<Shared>, msgs: Vec<jetstream::Message>) -> Checked {
         }
         offset += len;
     }
-    Checked { msgs, good, checked_us: t0.elapsed().as_micros() as u64 }
+    Checked { acks, good, checked_us: t0.elapsed().as_micros() as u64 }
 }
 
 /// How many parts to verify a batch of `n` in: one per core, but no part under 32
@@ -235,11 +300,11 @@ async fn commit_loop(
 /// returns stored for the first time, or `None` if the store failed (then nothing
 /// is acknowledged and JetStream delivers the group again after `ack_wait`).
 async fn commit(shared: &Arc<Shared>, group: Vec<Checked>) -> Option<Vec<Return>> {
-    let mut msgs = Vec::new();
+    let mut acks = Vec::new();
     let mut good = Vec::new();
     let mut checked_us = 0;
     for c in group {
-        msgs.extend(c.msgs);
+        acks.extend(c.acks);
         good.extend(c.good);
         checked_us += c.checked_us;
     }
@@ -267,14 +332,23 @@ async fn commit(shared: &Arc<Shared>, group: Vec<Checked>) -> Option<Vec<Return>
             return None;
         }
     };
-    for m in &msgs {
-        if let Err(e) = m.ack().await {
+    for ack in &acks {
+        let acked = match ack {
+            Ack::Stream(m) => m.ack().await.map_err(|e| e.to_string()),
+            Ack::Direct(Some(reply)) => shared
+                .client
+                .publish(reply.clone(), bytes::Bytes::from_static(RETURN_STORED))
+                .await
+                .map_err(|e| e.to_string()),
+            Ack::Direct(None) => Ok(()),
+        };
+        if let Err(e) = acked {
             tracing::warn!(error = %e, "cannot acknowledge a return");
         }
     }
     // What `scripts/bench-fleet` sums up as the pipeline's throughput: the time spent
     // checking the group's batches (overlapping earlier commits) and committing it.
-    tracing::debug!(returns = msgs.len(), checked_us, commit_us, "ingested a group");
+    tracing::debug!(returns = acks.len(), checked_us, commit_us, "ingested a group");
     let mut new_returns = Vec::with_capacity(stored.len());
     for (r, is_new) in stored.into_iter().zip(fresh) {
         if is_new {

@@ -115,6 +115,7 @@ fn list(items: &[String]) -> String {
 /// The subjects one minion may publish and subscribe to.
 pub fn minion_permissions(subjects: &Subjects, id: &MinionId) -> (Vec<String>, Vec<String>) {
     let publish = vec![
+        subjects.direct_rets_of(id),
         subjects.rets_of(id),
         subjects.events_of(id.as_str()),
         subjects.rpc_of(id),
@@ -510,6 +511,7 @@ mod tests {
         assert_eq!(
             publish,
             vec![
+                "brine.dret.web1~example~com.>",
                 "brine.ret.web1~example~com.>",
                 "brine.event.web1~example~com.>",
                 "brine.rpc.web1~example~com.>",

@@ -95,6 +95,9 @@ struct Shared {
     counters: Counters,
     /// Accepted JIDs, jobs in flight and returns not yet acknowledged, on disk.
     ledger: Ledger,
+    /// Until when (Unix ms) returns skip the direct way to the master (see
+    /// [`hand_to_master`]).
+    direct_paused_until: AtomicU64,
     /// Why the last refused job was refused.
     last_refusal: Mutex<Option<String>>,
     /// The NATS connection of the current session, if any.
@@ -491,6 +494,7 @@ impl Minion {
             status,
             counters: Counters::default(),
             ledger,
+            direct_paused_until: AtomicU64::new(0),
             last_refusal: Mutex::new(None),
             session: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
@@ -1152,6 +1156,10 @@ async fn pump_returns(sh: Arc<Shared>, js: jetstream::Context) {
 
 /// Publishes one sealed return and waits for JetStream's acknowledgement.
 async fn publish_once(sh: &Shared, js: &jetstream::Context, jid: Jid, bytes: bytes::Bytes) -> Result<(), String> {
+    if hand_to_master(sh, &js.client(), jid, &bytes).await {
+        sh.counters.returns_published.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
     let subject = sh.cfg.subjects.ret(&sh.cfg.id, jid);
     // The same id for every attempt, so JetStream drops duplicates within its window.
     let msg_id = format!("{}.{}", sh.cfg.id.token(), jid);
@@ -1163,6 +1171,41 @@ async fn publish_once(sh: &Shared, js: &jetstream::Context, jid: Jid, bytes: byt
         .map_err(|e| e.to_string())?;
     sh.counters.returns_published.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// How long a return handed to the master directly waits for the master's answer.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the minion sends returns through the stream only, after the master did
+/// not answer one handed to it directly in time.
+const DIRECT_PAUSE: Duration = Duration::from_secs(60);
+
+/// Hands a return to the running master (request/reply on `P.dret.<id>.<jid>`);
+/// whether the master answered that it is stored. Without a master listening, or
+/// without an answer in time (the master is stopped or too busy, or NATS does not let
+/// this minion publish there), the return goes through the returns stream instead —
+/// and after a timeout, every return for a while, so a busy master is not kept busier.
+async fn hand_to_master(sh: &Shared, client: &async_nats::Client, jid: Jid, bytes: &bytes::Bytes) -> bool {
+    let now = brine_proto::time::now_ms();
+    if now < sh.direct_paused_until.load(Ordering::Relaxed) {
+        return false;
+    }
+    let subject = sh.cfg.subjects.direct_ret(&sh.cfg.id, jid);
+    let request = async_nats::Request::new().payload(bytes.clone()).timeout(Some(DIRECT_TIMEOUT));
+    match client.send_request(subject, request).await {
+        Ok(reply) if reply.payload.as_ref() == brine_proto::msg::RETURN_STORED => true,
+        Ok(reply) => {
+            tracing::debug!(%jid, status = ?reply.status, "the master did not take the return directly");
+            false
+        }
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => false,
+        Err(e) => {
+            tracing::warn!(%jid, error = %e, pause_s = DIRECT_PAUSE.as_secs(),
+                "the master did not take a return directly; sending returns through the stream for a while");
+            sh.direct_paused_until.store(now + DIRECT_PAUSE.as_millis() as u64, Ordering::Relaxed);
+            false
+        }
+    }
 }
 
 /// The text of a failed call, in Salt's words.

@@ -103,6 +103,12 @@ pub struct Job {
 }
 message!(Job, Kind::Job);
 
+/// What the master answers a return handed to it directly (`P.dret.<minion>.<jid>`)
+/// once it is durable (stored, or dropped and counted as one that would fail again):
+/// the minion may then forget it. Anything else — no answer in time, no master
+/// listening — and the minion sends it through the returns stream instead.
+pub const RETURN_STORED: &[u8] = b"+stored";
+
 /// A minion's result for one job, published on `P.ret.<minion>.<jid>` and signed by
 /// the minion. The stamp id is the JID.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

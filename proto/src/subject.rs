@@ -7,6 +7,7 @@
 //! | `P.enroll` | minion → master, request/reply |
 //! | `P.job.<minion>.<jid>` | master → one minion |
 //! | `P.ret.<minion>.<jid>` | minion → master (JetStream) |
+//! | `P.dret.<minion>.<jid>` | minion → master, request/reply: a return handed to a running master directly |
 //! | `P.event.<source>.<tag…>` | anyone allowed → bus |
 //! | `P.rpc.<minion>.<op>` | minion → master, request/reply |
 //! | `P.ctl.<op>` | operator → master |
@@ -87,9 +88,28 @@ impl Subjects {
         format!("{}.ret.>", self.prefix)
     }
 
-    /// Splits a return subject into the minion and the JID token.
+    /// The subject of a return handed to the master directly (request/reply, outside
+    /// the returns stream): the master answers [`crate::msg::RETURN_STORED`] once it
+    /// has stored it.
+    pub fn direct_ret(&self, minion: &MinionId, jid: Jid) -> String {
+        format!("{}.dret.{}.{jid}", self.prefix, minion.token())
+    }
+
+    /// Every direct return subject of one minion (what it may publish to).
+    pub fn direct_rets_of(&self, minion: &MinionId) -> String {
+        format!("{}.dret.{}.>", self.prefix, minion.token())
+    }
+
+    /// Every direct return subject (what the master listens to).
+    pub fn all_direct_rets(&self) -> String {
+        format!("{}.dret.>", self.prefix)
+    }
+
+    /// Splits a return subject (through the stream or direct) into the minion and the
+    /// JID token.
     pub fn parse_ret<'a>(&self, subject: &'a str) -> Option<(MinionId, &'a str)> {
-        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".ret.")?;
+        let rest = subject.strip_prefix(&self.prefix)?;
+        let rest = rest.strip_prefix(".ret.").or_else(|| rest.strip_prefix(".dret."))?;
         let (minion, jid) = rest.split_once('.')?;
         if jid.contains('.') {
             return None;
@@ -234,6 +254,10 @@ mod tests {
         assert_eq!(s.jobs_of(&id), "brine.job.web1~example~com.>");
         let ret = s.ret(&id, jid);
         assert_eq!(s.parse_ret(&ret), Some((id.clone(), "20231114221320000000")));
+        let direct = s.direct_ret(&id, jid);
+        assert_eq!(direct, "brine.dret.web1~example~com.20231114221320000000");
+        assert_eq!(s.parse_ret(&direct), Some((id.clone(), "20231114221320000000")));
+        assert_eq!(s.direct_rets_of(&id), "brine.dret.web1~example~com.>");
         assert_eq!(s.parse_rpc(&s.rpc(&id, "grains")), Some((id.clone(), "grains")));
         assert_eq!(s.parse_rpc("brine.rpc.x.a.b"), None);
         assert_eq!(s.parse_presence(&s.presence(&id)), Some(id));
@@ -247,6 +271,9 @@ mod tests {
         assert_eq!(s.parse_ret("fleet.a.ret.x.1.2"), None);
         assert_eq!(s.parse_ret("fleet.a.ret.x y.1"), None);
         assert!(s.parse_ret("fleet.a.ret.x.1").is_some());
+        assert!(s.parse_ret("fleet.a.dret.x.1").is_some());
+        assert_eq!(s.parse_ret("fleet.a.xret.x.1"), None);
+        assert_eq!(s.parse_ret("fleet.a.dret.x"), None);
     }
 
     #[test]

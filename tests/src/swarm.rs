@@ -9,8 +9,9 @@
 //! answers jobs: it checks the master's signature, expiry, subject, target and replay,
 //! runs the function through the states crate's registry (`brine_states::exec::call`,
 //! the path `brine-minion` uses; `state.apply` reads the master's file server through
-//! the minion's own hash-checked cache) and publishes a signed return through the
-//! JetStream returns stream, waiting for its acknowledgement.
+//! the minion's own hash-checked cache) and hands a signed return to the master
+//! directly, or through the JetStream returns stream when the master does not answer,
+//! waiting for the acknowledgement.
 //!
 //! What it leaves out, to fit thousands of minions in one process: the on-disk job
 //! ledger of `brine-minion` (accepted JIDs and spooled returns, a synced file per job)
@@ -101,6 +102,9 @@ pub struct SwarmOpts {
     /// that is not the master's. Each simulated minion still checks the subject,
     /// expiry, target and replay of its copy.
     pub verify_every_copy: bool,
+    /// Hand each return to the master directly first (`P.dret`), as `brine-minion`
+    /// does, falling back to the returns stream; `false`: the stream only.
+    pub direct_returns: bool,
 }
 
 impl SwarmOpts {
@@ -125,6 +129,7 @@ impl SwarmOpts {
             work_dir,
             connect_parallelism: 64,
             verify_every_copy: false,
+            direct_returns: true,
         }
     }
 
@@ -220,6 +225,9 @@ struct Sim {
     churns: bool,
     /// JIDs accepted, with their expiry (the in-memory replay cache).
     seen: Mutex<HashMap<Jid, u64>>,
+    /// Until when (Unix ms) returns skip the direct way, after the master did not
+    /// answer one in time (as `brine-minion` does).
+    direct_paused_until: AtomicU64,
 }
 
 /// Whether `index` falls in the first `fraction` of every hundred-odd minions, spread
@@ -307,6 +315,7 @@ impl Swarm {
                 silent: picked(index, o.silent),
                 churns: picked(index, o.churn),
                 seen: Mutex::new(HashMap::new()),
+                direct_paused_until: AtomicU64::new(0),
             });
             let start_at = o.join_rate.map(|rate| t0 + Duration::from_secs_f64(index as f64 / rate.max(0.001)));
             let (common, enroller) = (common.clone(), enroller.clone());
@@ -653,6 +662,10 @@ async fn handle_job(
         Ok(b) => bytes::Bytes::from(b),
         Err(e) => return tracing::error!(id = %sim.id, error = %e, "cannot seal the return"),
     };
+    if o.direct_returns && hand_to_master(o, sim, client, ret.jid, &bytes).await {
+        common.counters.returns_published.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let subject = o.subjects.ret(&sim.id, ret.jid);
     let msg_id = format!("{}.{}", sim.id.token(), ret.jid);
     for attempt in 0..5u32 {
@@ -670,6 +683,26 @@ async fn handle_job(
     }
     common.counters.return_errors.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(id = %sim.id, jid = %ret.jid, "return not acknowledged after 5 attempts");
+}
+
+/// Hands a return to the master directly, as `brine-minion` does: whether the master
+/// answered that it stored it (see `brine_minion::minion`'s `hand_to_master`).
+async fn hand_to_master(o: &SwarmOpts, sim: &Sim, client: &async_nats::Client, jid: Jid, bytes: &bytes::Bytes) -> bool {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    const PAUSE: Duration = Duration::from_secs(60);
+    let now = brine_proto::time::now_ms();
+    if now < sim.direct_paused_until.load(Ordering::Relaxed) {
+        return false;
+    }
+    let request = async_nats::Request::new().payload(bytes.clone()).timeout(Some(TIMEOUT));
+    match client.send_request(o.subjects.direct_ret(&sim.id, jid), request).await {
+        Ok(reply) => reply.payload.as_ref() == brine_proto::msg::RETURN_STORED,
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => false,
+        Err(_) => {
+            sim.direct_paused_until.store(now + PAUSE.as_millis() as u64, Ordering::Relaxed);
+            false
+        }
+    }
 }
 
 /// Functions cheap enough to run on the async threads (no I/O, no blocking).

@@ -64,6 +64,11 @@ struct Args {
     /// target and replay are checked per minion either way).
     #[arg(long)]
     verify_every_copy: bool,
+    /// Send every return through the JetStream returns stream, never handed to the
+    /// master directly (what minions do while the master is away; the backlog
+    /// benchmark measures the master draining that stream).
+    #[arg(long)]
+    no_direct: bool,
     /// Where the minions' file caches go (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -119,6 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     opts.presence_interval = secs("presence-interval", args.presence_interval)?.max(Duration::from_millis(100));
     opts.connect_parallelism = args.connect_parallelism;
     opts.verify_every_copy = args.verify_every_copy;
+    opts.direct_returns = !args.no_direct;
     let report = secs("report", args.report)?.max(Duration::from_millis(100));
     let t0 = Instant::now();
     let swarm = Swarm::start(opts).await?;

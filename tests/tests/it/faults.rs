@@ -92,6 +92,42 @@ async fn kill_9_of_the_master_mid_job_loses_no_return() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_that_does_not_answer_gets_the_return_through_the_stream() {
+    // The master's process is frozen (SIGSTOP) while a job finishes: the return handed
+    // to it directly is not answered in time, so the minion sends it through the
+    // returns stream, and the master stores it once when it runs again.
+    let master = MasterProcess::start("auto_accept = true");
+    let m = TestMinion::start(&master.url(), "m1", MinionOpts::default()).await;
+    assert!(m.minion().wait_connected(Duration::from_secs(30)).await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while master.cli(&["run", "m1", "test.ping"]).await.code != 0 {
+        assert!(Instant::now() < deadline, "the minion never answered");
+    }
+    let out = master.cli(&["run", "m1", "cmd.run", "sleep 0.5; echo late", "--async"]).await;
+    let jid = out.stdout.trim().strip_prefix("Executed command with job ID: ").unwrap().to_string();
+    let pid = nix::unistd::Pid::from_raw(master.process.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // Past the minion's 5 s wait for a direct answer.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = master.cli(&["job", "show", &jid, "--out", "json"]).await;
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        if v.as_object().is_some_and(|o| !o.is_empty()) {
+            assert_eq!(v, serde_json::json!({"m1": "late"}));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no return: {}", master.process.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let summary = master.cli(&["job", "show", &jid, "--summary", "--out", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&summary.stdout).unwrap();
+    assert_eq!((v["Returned"].as_u64(), v["Succeeded"].as_u64()), (Some(1), Some(1)), "{v}");
+    assert_eq!(m.minion().counters().returns_published, 2, "the ping's and the job's, each once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_outage_during_a_job_loses_no_return() {
     let mut nats = NatsServer::start();
     let master =

@@ -81,7 +81,8 @@ async fn replayed_requests_and_returns_have_no_effect() {
     // The master's own identity may listen everywhere: capture a real request and return.
     let (spy, _) = connect_as(&master.url(), &master_pem, "_INBOX_spy", &master.ca_path()).await;
     let mut ctl = spy.subscribe("brine.ctl.run").await.unwrap();
-    let mut rets = spy.subscribe("brine.ret.>").await.unwrap();
+    // A running master takes returns directly (`brine.dret`), not through the stream.
+    let mut rets = spy.subscribe("brine.dret.>").await.unwrap();
     spy.flush().await.unwrap();
     let out = master.cli(&["run", "a", "test.echo", "once", "-v"]).await;
     assert_eq!(out.code, 0);
@@ -94,15 +95,19 @@ async fn replayed_requests_and_returns_have_no_effect() {
     // The operator's signed request again: refused as a replay, no second job.
     let _ =
         tokio::time::timeout(Duration::from_millis(500), spy.request("brine.ctl.run", request.payload.clone())).await;
-    // The minion's signed return again, under a new message id so JetStream delivers it.
+    // The minion's signed return again: handed over directly (the master answers that
+    // it has it), and through the stream under a new message id so JetStream delivers it.
+    let answer = spy.request(ret.subject.clone(), ret.payload.clone()).await.unwrap();
+    assert_eq!(answer.payload.as_ref(), brine_proto::msg::RETURN_STORED);
     let js = async_nats::jetstream::new(spy.clone());
     let publish =
         async_nats::jetstream::message::PublishMessage::build().payload(ret.payload.clone()).message_id("replay-1");
-    js.send_publish(ret.subject.to_string(), publish).await.unwrap().await.unwrap();
+    let stream_subject = ret.subject.replacen("brine.dret.", "brine.ret.", 1);
+    js.send_publish(stream_subject, publish).await.unwrap().await.unwrap();
     assert!(
         eventually(Duration::from_secs(10), || {
             let s = m.stats();
-            s.ctl_refused == before.ctl_refused + 1 && s.returns_duplicate == before.returns_duplicate + 1
+            s.ctl_refused == before.ctl_refused + 1 && s.returns_duplicate == before.returns_duplicate + 2
         })
         .await,
         "{:?}",

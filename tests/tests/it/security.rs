@@ -128,7 +128,9 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
     let _sub_jobs = client.subscribe("brine.job.b.>").await.unwrap();
     let _sub_inbox = client.subscribe("_INBOX_b.>").await.unwrap();
     let _sub_rets = client.subscribe("brine.ret.>").await.unwrap();
+    let _sub_direct = client.subscribe("brine.dret.>").await.unwrap();
     client.publish("brine.ret.b.20260101000000000000", "x".into()).await.unwrap();
+    client.publish("brine.dret.b.20260101000000000000", "x".into()).await.unwrap();
     client.publish("brine.job.b.20260101000000000000", "x".into()).await.unwrap();
     client.publish("brine.ctl.run", "x".into()).await.unwrap();
     client.publish("brine.event.b.brine.beacon", "x".into()).await.unwrap();
@@ -139,7 +141,7 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
     assert!(
         eventually(Duration::from_secs(10), || {
             seen.extend(violations(&mut events));
-            seen.len() >= 9
+            seen.len() >= 11
         })
         .await,
         "{seen:?}"
@@ -150,6 +152,8 @@ async fn a_minion_cannot_reach_another_minions_subjects() {
         "_inbox_b.>",
         "brine.ret.>",
         "brine.ret.b.2026",
+        "brine.dret.>",
+        "brine.dret.b.2026",
         "brine.job.b.2026",
         "brine.ctl.run",
         "brine.event.b.brine.beacon",
@@ -207,12 +211,18 @@ async fn forged_and_garbage_returns_are_dropped_and_counted() {
     stray.jid = other;
     stray.stamp.id = other.to_string();
     publish(format!("brine.ret.a.{other}"), seal(&stray, &a_key).unwrap()).await;
+    // Handed to the master directly, as minions do: a forgery and garbage are dropped
+    // and counted the same way (and answered, so a minion would not send them again).
+    for bytes in [seal(&ret("a", "forged".into()), &rogue).unwrap(), b"\xc1".to_vec()] {
+        let answer = client.request(format!("brine.dret.a.{jid}"), bytes.into()).await.unwrap();
+        assert_eq!(answer.payload.as_ref(), brine_proto::msg::RETURN_STORED);
+    }
 
     let m = master.master();
     assert!(
         eventually(Duration::from_secs(10), || {
             let s = m.stats();
-            s.returns_bad_signature == 1 && s.returns_malformed == 2 && s.returns_unexpected == 1
+            s.returns_bad_signature == 2 && s.returns_malformed == 3 && s.returns_unexpected == 1
         })
         .await,
         "{:?}",
