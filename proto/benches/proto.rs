@@ -7,12 +7,16 @@
 //!   one with `verify_strict` (what the master does) or with ed25519 batch verification
 //!   (the fast path the issue asks to measure);
 //! - `target_10k/*`: resolving a target over 10 000 minions with swarm-like ids and
-//!   grains, the master's work per `brine run`.
+//!   grains, the master's work per `brine run`;
+//! - `events_1024/one_by_one` / `events_1024/tree`: sealing the 1 024
+//!   `brine/job/<jid>/ret/<id>` events of a batch of returns, each signed alone or all
+//!   under one hash-tree signature (what the master does), and
+//!   `events_1024/open_tree`: a listener checking all of them (one signature check).
 //!
 //! `cargo bench -p brine-proto --bench proto`; see BENCHMARKS.md for figures.
 
-use brine_proto::envelope::{open, seal, Envelope, Stamp};
-use brine_proto::msg::Return;
+use brine_proto::envelope::{open, seal, seal_tree, Envelope, Stamp, TreeRoots};
+use brine_proto::msg::{Event, Return};
 use brine_proto::target::Facts;
 use brine_proto::{Jid, Map, MinionId, Target, TargetMatcher, Value};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -125,5 +129,38 @@ fn targets(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, envelope, batch, targets);
+fn events(c: &mut Criterion) {
+    let sk = key(1);
+    let vk = sk.verifying_key();
+    let events: Vec<Event> = (0..1024)
+        .map(|i| {
+            let data = serde_json::json!({"jid": "20261207000000000000", "id": format!("swarm-{i:05}"),
+                "fun": "test.ping", "retcode": 0, "success": true, "return": true});
+            Event::new(
+                Stamp::random(Duration::from_secs(600)),
+                format!("brine/job/20261207000000000000/ret/swarm-{i:05}"),
+                data,
+            )
+        })
+        .collect();
+    let mut g = c.benchmark_group("events_1024");
+    g.sample_size(20);
+    g.bench_function("one_by_one", |b| {
+        b.iter(|| events.iter().map(|e| seal(black_box(e), &sk).expect("seal").len()).sum::<usize>())
+    });
+    g.bench_function("tree", |b| {
+        b.iter(|| seal_tree(black_box(&events), &sk).into_iter().map(|r| r.expect("seal").len()).sum::<usize>())
+    });
+    let wire: Vec<Envelope> =
+        seal_tree(&events, &sk).into_iter().map(|r| Envelope::decode(&r.expect("seal")).expect("decode")).collect();
+    g.bench_function("open_tree", |b| {
+        b.iter(|| {
+            let mut roots = TreeRoots::default();
+            wire.iter().all(|e| e.verify_cached(&vk, &mut roots).is_ok())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, envelope, batch, targets, events);
 criterion_main!(benches);
