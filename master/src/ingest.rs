@@ -111,7 +111,7 @@ impl Ingest {
             .map_err(|e| StartError::JetStream(e.to_string()))?;
         // A queue group, so that several masters could share the direct returns.
         let direct = shared
-            .client
+            .returns_client
             .queue_subscribe(subjects.all_direct_rets(), "brine-master".into())
             .await
             .map_err(|e| StartError::Connect { url: "direct returns".into(), reason: e.to_string() })?;
@@ -333,10 +333,13 @@ async fn commit(shared: &Arc<Shared>, group: Vec<Checked>) -> Option<Vec<Return>
         }
     };
     for ack in &acks {
+        if let Ack::Direct(_) = ack {
+            Stats::bump(&shared.stats.returns_direct);
+        }
         let acked = match ack {
             Ack::Stream(m) => m.ack().await.map_err(|e| e.to_string()),
             Ack::Direct(Some(reply)) => shared
-                .client
+                .returns_client
                 .publish(reply.clone(), bytes::Bytes::from_static(RETURN_STORED))
                 .await
                 .map_err(|e| e.to_string()),

@@ -70,6 +70,11 @@ pub struct Shared {
     /// subscriptions (`no_echo`), so the master's events — delivered in process as
     /// they are made — do not come back to be received a second time.
     pub bus_client: async_nats::Client,
+    /// The connection returns handed over directly arrive on (and are answered on):
+    /// a burst of them that the master cannot read fast enough makes the server drop
+    /// this connection as a slow consumer, not the one operators and minions' requests
+    /// use (the minions then send those returns through the stream).
+    pub returns_client: async_nats::Client,
     pub embedded: Option<EmbeddedNats>,
     pub presence: Presence,
     pub queue: crate::queue::JobQueue,
@@ -302,8 +307,16 @@ async fn connect(url: &str, opts: async_nats::ConnectOptions) -> Result<async_na
 
 /// The event bus's connection (see [`Shared::bus_client`]).
 async fn connect_bus(url: &str, opts: async_nats::ConnectOptions) -> Result<async_nats::Client, StartError> {
-    opts.name("brine-master bus")
-        .no_echo()
+    connect_as(url, opts.no_echo(), "brine-master bus").await
+}
+
+/// The direct returns' connection (see [`Shared::returns_client`]).
+async fn connect_returns(url: &str, opts: async_nats::ConnectOptions) -> Result<async_nats::Client, StartError> {
+    connect_as(url, opts, "brine-master returns").await
+}
+
+async fn connect_as(url: &str, opts: async_nats::ConnectOptions, name: &str) -> Result<async_nats::Client, StartError> {
+    opts.name(name)
         .max_reconnects(None)
         .connect(url)
         .await
@@ -349,7 +362,7 @@ impl Master {
         let pillar = crate::grains::GrainsCache::open_tree(&store, "pillar")?;
         let jids = JidGenerator::starting_after(store.latest_jid()?);
 
-        let (client, bus_client, embedded, tls_ca) = match &cfg.nats {
+        let (client, bus_client, returns_client, embedded, tls_ca) = match &cfg.nats {
             NatsMode::Embedded { listen, server_bin, tls } => {
                 let tls = match tls {
                     Some(extra) => Some(crate::tls::ensure(&cfg.tls_dir(), &crate::tls::server_names(extra))?),
@@ -370,7 +383,8 @@ impl Master {
                 let opts = || with_tls(async_nats::ConnectOptions::with_nkey(seed.clone()), tls_ca.as_deref());
                 let client = connect(embedded.client_url(), opts()?).await?;
                 let bus_client = connect_bus(embedded.client_url(), opts()?).await?;
-                (client, bus_client, Some(embedded), tls_ca)
+                let returns_client = connect_returns(embedded.client_url(), opts()?).await?;
+                (client, bus_client, returns_client, Some(embedded), tls_ca)
             }
             NatsMode::External { url, auth, tls_ca } => {
                 let tls_ca = match tls_ca {
@@ -384,7 +398,9 @@ impl Master {
                 };
                 let client = connect(url, external_options(url, auth, tls_ca.as_deref()).await?).await?;
                 let bus_client = connect_bus(url, external_options(url, auth, tls_ca.as_deref()).await?).await?;
-                (client, bus_client, None, tls_ca)
+                let returns_client =
+                    connect_returns(url, external_options(url, auth, tls_ca.as_deref()).await?).await?;
+                (client, bus_client, returns_client, None, tls_ca)
             }
         };
         let client_url = match (&embedded, &cfg.nats) {
@@ -406,6 +422,7 @@ impl Master {
             jids,
             client,
             bus_client,
+            returns_client,
             embedded,
             presence: Presence::default(),
             queue,
@@ -443,6 +460,7 @@ impl Master {
         // told the master is up.
         let _ = shared.client.flush().await;
         let _ = shared.bus_client.flush().await;
+        let _ = shared.returns_client.flush().await;
         // Written last: its presence tells local tools the master is ready.
         let url_path = shared.cfg.client_url_path();
         std::fs::write(&url_path, format!("{client_url}\n"))
@@ -483,6 +501,7 @@ impl Master {
         }
         let _ = self.shared.client.flush().await;
         let _ = self.shared.bus_client.flush().await;
+        let _ = self.shared.returns_client.flush().await;
         if let Err(e) = self.shared.store.flush() {
             tracing::error!(error = %e, "cannot flush the job cache");
         }

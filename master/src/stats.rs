@@ -30,6 +30,7 @@ macro_rules! counters {
 counters! {
     returns_stored: "Verified returns stored for the first time.",
     returns_duplicate: "Verified returns already stored (redelivery, retry).",
+    returns_direct: "Returns handed to the master directly, whatever became of them (the others came through the returns stream).",
     returns_malformed: "Returns that did not decode, or whose subject did not match their body.",
     returns_bad_signature: "Returns whose signature did not verify against the minion's accepted key.",
     returns_unknown_minion: "Returns from a minion with no accepted key.",

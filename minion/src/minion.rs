@@ -1180,14 +1180,20 @@ const DIRECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// not answer one handed to it directly in time.
 const DIRECT_PAUSE: Duration = Duration::from_secs(60);
 
+/// Returns larger than this go through the stream, whose flow control paces them to
+/// the master: a fleet's worth of big state-run returns at once would otherwise pile
+/// up in the master's connection.
+pub const DIRECT_MAX_BYTES: usize = 256 * 1024;
+
 /// Hands a return to the running master (request/reply on `P.dret.<id>.<jid>`);
-/// whether the master answered that it is stored. Without a master listening, or
-/// without an answer in time (the master is stopped or too busy, or NATS does not let
-/// this minion publish there), the return goes through the returns stream instead —
-/// and after a timeout, every return for a while, so a busy master is not kept busier.
+/// whether the master answered that it is stored. A return over
+/// [`DIRECT_MAX_BYTES`] goes through the returns stream instead, and so does one the
+/// master does not take: no master listening, or no answer in time (the master is
+/// stopped or too busy, or NATS does not let this minion publish there) — after a
+/// timeout, every return for a while, so that a busy master is not kept busier.
 async fn hand_to_master(sh: &Shared, client: &async_nats::Client, jid: Jid, bytes: &bytes::Bytes) -> bool {
     let now = brine_proto::time::now_ms();
-    if now < sh.direct_paused_until.load(Ordering::Relaxed) {
+    if bytes.len() > DIRECT_MAX_BYTES || now < sh.direct_paused_until.load(Ordering::Relaxed) {
         return false;
     }
     let subject = sh.cfg.subjects.direct_ret(&sh.cfg.id, jid);

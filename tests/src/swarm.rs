@@ -691,7 +691,7 @@ async fn hand_to_master(o: &SwarmOpts, sim: &Sim, client: &async_nats::Client, j
     const TIMEOUT: Duration = Duration::from_secs(5);
     const PAUSE: Duration = Duration::from_secs(60);
     let now = brine_proto::time::now_ms();
-    if now < sim.direct_paused_until.load(Ordering::Relaxed) {
+    if bytes.len() > brine_minion::minion::DIRECT_MAX_BYTES || now < sim.direct_paused_until.load(Ordering::Relaxed) {
         return false;
     }
     let request = async_nats::Request::new().payload(bytes.clone()).timeout(Some(TIMEOUT));

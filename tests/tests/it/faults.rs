@@ -92,6 +92,30 @@ async fn kill_9_of_the_master_mid_job_loses_no_return() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_returns_go_to_the_master_directly_and_big_ones_through_the_stream() {
+    let master = TestMaster::start(MasterOpts::default()).await;
+    let m = TestMinion::start(&master.url(), "m1", MinionOpts::default()).await;
+    master.wait_key("m1", "Unaccepted Keys:").await;
+    master.accept(&m).await;
+    assert!(m.minion().wait_connected(Duration::from_secs(30)).await);
+    let stats = || master.master().stats();
+    let before = stats();
+    assert_eq!(master.cli(&["run", "m1", "test.ping"]).await.code, 0);
+    assert_eq!(
+        (stats().returns_stored - before.returns_stored, stats().returns_direct - before.returns_direct),
+        (1, 1)
+    );
+    // 300 000 bytes of output: over the direct limit, so through the stream.
+    let big = "head -c 300000 /dev/zero | tr '\\0' x";
+    let out = master.cli(&["run", "m1", "cmd.run", big, "--out", "json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["m1"].as_str().map(str::len), Some(300_000));
+    let s = stats();
+    assert_eq!((s.returns_stored - before.returns_stored, s.returns_direct - before.returns_direct), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_that_does_not_answer_gets_the_return_through_the_stream() {
     // The master's process is frozen (SIGSTOP) while a job finishes: the return handed
     // to it directly is not answered in time, so the minion sends it through the
