@@ -1186,29 +1186,42 @@ const DIRECT_PAUSE: Duration = Duration::from_secs(60);
 pub const DIRECT_MAX_BYTES: usize = 256 * 1024;
 
 /// Hands a return to the running master (request/reply on `P.dret.<id>.<jid>`);
-/// whether the master answered that it is stored. A return over
-/// [`DIRECT_MAX_BYTES`] goes through the returns stream instead, and so does one the
-/// master does not take: no master listening, or no answer in time (the master is
-/// stopped or too busy, or NATS does not let this minion publish there) — after a
-/// timeout, every return for a while, so that a busy master is not kept busier.
+/// whether the master answered that it is stored.
 async fn hand_to_master(sh: &Shared, client: &async_nats::Client, jid: Jid, bytes: &bytes::Bytes) -> bool {
+    let subject = sh.cfg.subjects.direct_ret(&sh.cfg.id, jid);
+    hand_over(client, subject, bytes, &sh.direct_paused_until).await
+}
+
+/// Sends `bytes`, a sealed return, as a request on `subject` (`P.dret.<id>.<jid>`);
+/// whether the master answered [`brine_proto::msg::RETURN_STORED`]. A return over
+/// [`DIRECT_MAX_BYTES`] is not sent (it goes through the returns stream), nor is any
+/// while `paused_until` (Unix ms) lies ahead. The master may not take it: no master
+/// listening, or no answer in time (the master is stopped or too busy, or NATS does
+/// not let this minion publish there); after a timeout, `paused_until` is set a while
+/// ahead, so that a busy master is not kept busier. Public for the swarm, whose
+/// simulated minions do exactly this.
+pub async fn hand_over(
+    client: &async_nats::Client,
+    subject: String,
+    bytes: &bytes::Bytes,
+    paused_until: &AtomicU64,
+) -> bool {
     let now = brine_proto::time::now_ms();
-    if bytes.len() > DIRECT_MAX_BYTES || now < sh.direct_paused_until.load(Ordering::Relaxed) {
+    if bytes.len() > DIRECT_MAX_BYTES || now < paused_until.load(Ordering::Relaxed) {
         return false;
     }
-    let subject = sh.cfg.subjects.direct_ret(&sh.cfg.id, jid);
     let request = async_nats::Request::new().payload(bytes.clone()).timeout(Some(DIRECT_TIMEOUT));
-    match client.send_request(subject, request).await {
+    match client.send_request(subject.clone(), request).await {
         Ok(reply) if reply.payload.as_ref() == brine_proto::msg::RETURN_STORED => true,
         Ok(reply) => {
-            tracing::debug!(%jid, status = ?reply.status, "the master did not take the return directly");
+            tracing::debug!(%subject, status = ?reply.status, "the master did not take the return directly");
             false
         }
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => false,
         Err(e) => {
-            tracing::warn!(%jid, error = %e, pause_s = DIRECT_PAUSE.as_secs(),
+            tracing::warn!(%subject, error = %e, pause_s = DIRECT_PAUSE.as_secs(),
                 "the master did not take a return directly; sending returns through the stream for a while");
-            sh.direct_paused_until.store(now + DIRECT_PAUSE.as_millis() as u64, Ordering::Relaxed);
+            paused_until.store(now + DIRECT_PAUSE.as_millis() as u64, Ordering::Relaxed);
             false
         }
     }

@@ -662,7 +662,8 @@ async fn handle_job(
         Ok(b) => bytes::Bytes::from(b),
         Err(e) => return tracing::error!(id = %sim.id, error = %e, "cannot seal the return"),
     };
-    if o.direct_returns && hand_to_master(o, sim, client, ret.jid, &bytes).await {
+    let direct = o.subjects.direct_ret(&sim.id, ret.jid);
+    if o.direct_returns && brine_minion::minion::hand_over(client, direct, &bytes, &sim.direct_paused_until).await {
         common.counters.returns_published.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -683,26 +684,6 @@ async fn handle_job(
     }
     common.counters.return_errors.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(id = %sim.id, jid = %ret.jid, "return not acknowledged after 5 attempts");
-}
-
-/// Hands a return to the master directly, as `brine-minion` does: whether the master
-/// answered that it stored it (see `brine_minion::minion`'s `hand_to_master`).
-async fn hand_to_master(o: &SwarmOpts, sim: &Sim, client: &async_nats::Client, jid: Jid, bytes: &bytes::Bytes) -> bool {
-    const TIMEOUT: Duration = Duration::from_secs(5);
-    const PAUSE: Duration = Duration::from_secs(60);
-    let now = brine_proto::time::now_ms();
-    if bytes.len() > brine_minion::minion::DIRECT_MAX_BYTES || now < sim.direct_paused_until.load(Ordering::Relaxed) {
-        return false;
-    }
-    let request = async_nats::Request::new().payload(bytes.clone()).timeout(Some(TIMEOUT));
-    match client.send_request(o.subjects.direct_ret(&sim.id, jid), request).await {
-        Ok(reply) => reply.payload.as_ref() == brine_proto::msg::RETURN_STORED,
-        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => false,
-        Err(_) => {
-            sim.direct_paused_until.store(now + PAUSE.as_millis() as u64, Ordering::Relaxed);
-            false
-        }
-    }
 }
 
 /// Functions cheap enough to run on the async threads (no I/O, no blocking).
