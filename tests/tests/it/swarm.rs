@@ -47,12 +47,12 @@ async fn five_hundred_swarm_minions_all_answer_a_ping() {
     let rets = json_of(&out);
     assert_eq!(rets.len(), SMOKE / 4);
     assert!(rets.values().all(|v| v == "hi"), "{rets:?}");
+    // The master answers a return handed to it directly as it stores it, so the last
+    // answers may reach the swarm just after the CLI printed the returns.
+    let published = 2 * SMOKE as u64 + SMOKE as u64 / 4;
+    eventually(Duration::from_secs(10), || swarm.snapshot().returns_published >= published).await;
     let s = swarm.snapshot();
-    assert_eq!(
-        (s.returns_published, s.jobs_refused, s.return_errors),
-        (2 * SMOKE as u64 + SMOKE as u64 / 4, 0, 0),
-        "{s}"
-    );
+    assert_eq!((s.returns_published, s.jobs_refused, s.return_errors), (published, 0, 0), "{s}");
     swarm.shutdown().await;
 }
 
