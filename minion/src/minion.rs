@@ -772,6 +772,21 @@ fn is_auth_problem(ev: &async_nats::Event) -> bool {
     }
 }
 
+/// How long the minion sends returns through the stream only after the server refused
+/// it permission to hand one to the master directly.
+const NO_DIRECT_PERMISSION_PAUSE: Duration = Duration::from_secs(3600);
+
+/// Whether the server refused a direct return (`P.dret`) for lack of permission.
+fn refuses_direct_returns(ev: &async_nats::Event) -> bool {
+    match ev {
+        async_nats::Event::ServerError(async_nats::ServerError::Other(s)) => {
+            let s = s.to_lowercase();
+            s.contains("permissions violation for publish") && s.contains(".dret.")
+        }
+        _ => false,
+    }
+}
+
 /// Connects under the minion's own identity and serves jobs until access is revoked.
 async fn session(sh: &Arc<Shared>) -> SessionEnd {
     let subjects = &sh.cfg.subjects;
@@ -865,6 +880,19 @@ async fn session(sh: &Arc<Shared>) -> SessionEnd {
                 if is_auth_problem(&ev) {
                     *sh.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     return SessionEnd::Revoked;
+                }
+                if refuses_direct_returns(&ev) {
+                    // An older master's server, or an external one configured without
+                    // `P.dret`: no use waiting 5 s for every return.
+                    let now = brine_proto::time::now_ms();
+                    let until = now + NO_DIRECT_PERMISSION_PAUSE.as_millis() as u64;
+                    if sh.direct_paused_until.swap(until, Ordering::Relaxed) < now {
+                        tracing::warn!(
+                            subject = %sh.cfg.subjects.direct_rets_of(&sh.cfg.id),
+                            "NATS does not let this minion hand returns to the master directly; returns go through \
+                             the returns stream (upgrade the master, or allow the subject on an external server)"
+                        );
+                    }
                 }
                 match ev {
                     // The first Connected event is the initial connection itself.
@@ -1306,5 +1334,24 @@ async fn run_job_listed(sh: &Arc<Shared>, job: Job, listed: bool) -> Return {
         started_at,
         duration_ms: t0.elapsed().as_millis() as u64,
         schedule: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_direct_return_is_told_from_other_server_errors() {
+        // As nats-server words it (and async-nats passes it on).
+        let refused = |text: &str| {
+            refuses_direct_returns(&async_nats::Event::ServerError(async_nats::ServerError::Other(text.into())))
+        };
+        assert!(refused("Permissions Violation for Publish to \"brine.dret.web1.20261207000000000000\""));
+        assert!(refused("permissions violation for publish to \"fleet.a.dret.x~y.1\""));
+        assert!(!refused("Permissions Violation for Publish to \"brine.event.web1.x\""));
+        assert!(!refused("Permissions Violation for Subscription to \"brine.dret.>\""));
+        assert!(!refused("Authorization Violation"));
+        assert!(!refuses_direct_returns(&async_nats::Event::Disconnected));
     }
 }
