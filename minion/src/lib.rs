@@ -3,6 +3,7 @@
 //! - [`config`]: the `minion.toml` file.
 //! - [`minion`]: enrollment, the NATS session, job checks and execution, returns.
 //! - [`ledger`]: the on-disk record of accepted jobs, jobs in flight and spooled returns.
+//! - [`runner`]: where a job's function runs: in the minion, or in a child process.
 //! - [`logging`]: the daemon's logs; [`shell`]: completions and man pages.
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod files;
 pub mod ledger;
 pub mod logging;
 pub mod minion;
+pub mod runner;
 pub mod schedule;
 pub mod shell;
 

@@ -112,6 +112,8 @@ struct Shared {
     beacons: crate::beacons::Beacons,
     /// The schedule this minion runs (config file and run-time changes).
     schedule: crate::schedule::MinionSchedule,
+    /// Where the functions of jobs run.
+    executor: Arc<dyn crate::runner::Execute>,
 }
 
 impl Shared {
@@ -423,8 +425,17 @@ pub struct Minion {
 
 impl Minion {
     /// Loads (or creates) the key, the pinned master key and the replay cache, collects
-    /// grains and starts the agent in the background.
+    /// grains and starts the agent in the background; jobs run in its own process.
     pub async fn start(cfg: MinionConfig) -> Result<Minion, StartError> {
+        Minion::start_with(cfg, Arc::new(crate::runner::InProcess)).await
+    }
+
+    /// Like [`Minion::start`], with the jobs' functions run by `executor`
+    /// (`brine-minion` runs them in child processes: [`crate::runner::ChildRunner`]).
+    pub async fn start_with(
+        cfg: MinionConfig,
+        executor: Arc<dyn crate::runner::Execute>,
+    ) -> Result<Minion, StartError> {
         brine_proto::keys::create_private_dir(&cfg.data_dir)
             .map_err(|source| brine_proto::keys::KeyError::Io { path: cfg.data_dir.clone(), source })?;
         let (key, created) = brine_proto::keys::load_or_create_key(&cfg.key_path())?;
@@ -503,6 +514,7 @@ impl Minion {
             runtime: tokio::runtime::Handle::current(),
             beacons,
             schedule,
+            executor,
         });
         let _ = shared.files.set(remote_files(&shared));
         shared.spawn(run_beacons(shared.clone()));
@@ -1301,6 +1313,7 @@ async fn run_job_listed(sh: &Arc<Shared>, job: Job, listed: bool) -> Return {
     };
     let (fun, arg, kwarg) = (job.fun.clone(), job.arg, job.kwarg);
     tracing::info!(jid = %job.jid, fun = %fun, user = %job.user, "running job");
+    let executor = sh.executor.clone();
     let result = tokio::task::spawn_blocking(move || {
         let mut ctx = ctx;
         // Like Salt, state runs render the pillar afresh.
@@ -1312,7 +1325,7 @@ async fn run_job_listed(sh: &Arc<Shared>, job: Job, listed: bool) -> Return {
                 }
             }
         }
-        brine_states::exec::call(&fun, &ctx, arg, kwarg)
+        executor.call(&fun, &ctx, arg, kwarg)
     })
     .await;
     sh.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&job.jid);

@@ -36,8 +36,14 @@ pub(crate) struct Service {
 /// Asks `service.status` like any job would.
 fn systemd_status(name: &str) -> Result<bool, String> {
     let ctx = brine_states::exec::Context::default();
-    let out = brine_states::exec::call("service.status", &ctx, vec![Value::String(name.into())], Map::new())
-        .map_err(|e| e.to_string())?;
+    let out = brine_states::exec::call_in(
+        &[brine_states::exec::SERVICE],
+        "service.status",
+        &ctx,
+        vec![Value::String(name.into())],
+        Map::new(),
+    )
+    .map_err(|e| e.to_string())?;
     out.ret.as_bool().ok_or_else(|| format!("service.status {name} answered {}", out.ret))
 }
 

@@ -27,7 +27,7 @@ pub(crate) fn build(_: &str, options: &Map, _: &Env) -> Result<Box<dyn Beacon>, 
             .collect()
     };
     for (f, _) in &functions {
-        if !brine_states::exec::exists(&format!("status.{f}")) {
+        if brine_states::exec::lookup_in(&[brine_states::exec::STATUS], &format!("status.{f}")).is_none() {
             return Err(format!("there is no function status.{f}"));
         }
     }
@@ -39,7 +39,13 @@ impl Beacon for Status {
         let ctx = brine_states::exec::Context::default();
         let mut data = Map::new();
         for (f, items) in &self.functions {
-            let got = match brine_states::exec::call(&format!("status.{f}"), &ctx, vec![], Map::new()) {
+            let got = match brine_states::exec::call_in(
+                &[brine_states::exec::STATUS],
+                &format!("status.{f}"),
+                &ctx,
+                vec![],
+                Map::new(),
+            ) {
                 Ok(out) => out.ret,
                 Err(e) => {
                     tracing::debug!(function = %f, error = %e, "status beacon: function failed");

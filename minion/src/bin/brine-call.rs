@@ -6,6 +6,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // brine-minion runs each job in a child started this way (not a user's command).
+    if std::env::args_os().nth(1).is_some_and(|a| a == brine_minion::runner::RUNNER_FLAG) {
+        return ExitCode::from(brine_minion::runner::serve());
+    }
     let args = match CallArgs::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! SIGINT or SIGTERM.
 
 use anyhow::Context;
+use brine_minion::runner::ChildRunner;
 use brine_minion::{shell, Minion, MinionConfig};
 use clap::{CommandFactory, Parser};
 use std::path::PathBuf;
@@ -30,9 +31,19 @@ struct Args {
     man_dir: Option<PathBuf>,
 }
 
-async fn serve(cfg: MinionConfig) -> anyhow::Result<()> {
+async fn serve(cfg: MinionConfig, log_level: String) -> anyhow::Result<()> {
     tracing::info!(id = %cfg.id, master = %cfg.master_url, "starting brine-minion");
-    let minion = Minion::start(cfg).await.context("cannot start brine-minion")?;
+    // Each job runs in a brine-call child (brine_minion::runner): the agent itself
+    // never maps the state system.
+    let Some(program) = ChildRunner::find() else {
+        anyhow::bail!(
+            "cannot find brine-call beside {} or on PATH: brine-minion runs each job with it; install both",
+            std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "brine-minion".into())
+        );
+    };
+    tracing::debug!(runner = %program.display(), "jobs run in child processes");
+    let runner = ChildRunner::new(program, &log_level, cfg.log_format == brine_proto::config::LogFormat::Json);
+    let minion = Minion::start_with(cfg, std::sync::Arc::new(runner)).await.context("cannot start brine-minion")?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -84,7 +95,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = brine_minion::logging::init(args.log_level.as_deref().unwrap_or(&cfg.log_level), cfg.log_format) {
+    let log_level = args.log_level.clone().unwrap_or_else(|| cfg.log_level.clone());
+    if let Err(e) = brine_minion::logging::init(&log_level, cfg.log_format) {
         eprintln!("ERROR: --log-level: {e}");
         return ExitCode::FAILURE;
     }
@@ -99,7 +111,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(cfg)) {
+    match runtime.block_on(serve(cfg, log_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ERROR: {e:#}");

@@ -62,6 +62,19 @@ pub static MODULES: &[&Module] = &[
     &user::MODULE,
 ];
 
+/// The modules a resident minion runs itself rather than in a job runner: what
+/// they do is answer from the minion's own state (`saltutil.*`) or nothing at all
+/// (`test.*`), so a process per call would cost more than the call. Naming them
+/// here, not through [`MODULES`], keeps the rest of the registry out of a binary
+/// that links only these.
+pub static AGENT_MODULES: &[&Module] = &[&saltutil::MODULE, &test::MODULE];
+
+/// The `status.*` functions, for the status beacon.
+pub static STATUS: &Module = &status::MODULE;
+
+/// The `service.*` functions, for the service beacon.
+pub static SERVICE: &Module = &service::MODULE;
+
 /// An execution module: a name and its functions, alphabetical.
 pub struct Module {
     /// The part before the dot.
@@ -73,8 +86,13 @@ pub struct Module {
 
 /// Looks a function up by its `module.function` name.
 pub fn lookup(name: &str) -> Option<&'static dyn DynFunction> {
+    lookup_in(MODULES, name)
+}
+
+/// Looks a function up among `modules` (sorted by name, as [`MODULES`] is).
+pub fn lookup_in(modules: &[&'static Module], name: &str) -> Option<&'static dyn DynFunction> {
     let (module, _) = name.split_once('.')?;
-    let m = MODULES.binary_search_by(|m| m.name.cmp(module)).ok().map(|i| MODULES[i])?;
+    let m = modules.binary_search_by(|m| m.name.cmp(module)).ok().map(|i| modules[i])?;
     m.functions.binary_search_by(|f| f.name().cmp(name)).ok().map(|i| m.functions[i])
 }
 
@@ -204,7 +222,7 @@ impl CancelFlag {
 
 /// A function's result: the data it returns and the job's return code (0 for
 /// success; a command's exit status for `cmd.*`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Output {
     pub ret: Value,
     pub retcode: i32,
@@ -306,7 +324,7 @@ fn keywords_of<T: DeserializeOwned>() -> Keywords {
 }
 
 /// Why a call did not produce a result.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CallError {
     /// No function of that name.
     #[error("'{0}' is not available.")]
@@ -432,7 +450,18 @@ fn bind(f: &dyn DynFunction, args: Vec<Value>, mut kwargs: Map) -> Result<Map, C
 
 /// Runs `fun` with command-line style arguments.
 pub fn call(fun: &str, ctx: &Context, args: Vec<Value>, kwargs: Map) -> Result<Output, CallError> {
-    let f = lookup(fun).ok_or_else(|| CallError::Unknown(fun.to_string()))?;
+    call_in(MODULES, fun, ctx, args, kwargs)
+}
+
+/// Like [`call`], among `modules` only.
+pub fn call_in(
+    modules: &[&'static Module],
+    fun: &str,
+    ctx: &Context,
+    args: Vec<Value>,
+    kwargs: Map,
+) -> Result<Output, CallError> {
+    let f = lookup_in(modules, fun).ok_or_else(|| CallError::Unknown(fun.to_string()))?;
     f.call_dyn(ctx, args, kwargs)
 }
 

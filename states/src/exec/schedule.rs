@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub const NO_SCHEDULE: &str = "schedules need a running minion (brine-minion, not brine-call)";
 
 /// A change to a running minion's schedule, as [`Host::change_schedule`] applies it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ScheduleChange {
     /// Adds or replaces an entry (a normalized, validated item).
     Set { name: String, item: Map, persist: bool },

@@ -111,3 +111,166 @@ fn binaries_run_a_job_and_exit_with_documented_codes() {
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "'no.such' is not available.\n");
 }
+
+/// A master and a `brine-minion` as operators start them, the minion accepted.
+struct Pair {
+    dir: tempfile::TempDir,
+    mconf: std::path::PathBuf,
+    _master: Kill,
+    minion: Kill,
+}
+
+fn start_pair(id: &str, master_extra: &str) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let mconf = dir.path().join("master.toml");
+    std::fs::write(
+        &mconf,
+        format!(
+            "data_dir = {:?}\nauto_accept = true\n{master_extra}\n[nats]\nlisten = \"127.0.0.1:0\"\nserver_bin = {:?}\n",
+            dir.path().join("m").display().to_string(),
+            nats_server_bin().display().to_string()
+        ),
+    )
+    .unwrap();
+    let master =
+        Kill(Command::new(workspace_bin("brine-master")).arg("-c").arg(&mconf).stderr(Stdio::null()).spawn().unwrap());
+    let url_file = dir.path().join("m/nats-url");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !url_file.exists() {
+        assert!(Instant::now() < deadline, "master did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = std::fs::read_to_string(&url_file).unwrap().trim().to_string();
+    let nconf = dir.path().join("minion.toml");
+    std::fs::write(
+        &nconf,
+        format!(
+            "id = {id:?}\nmaster = {url:?}\ndata_dir = {:?}\nenroll_retry_max = \"200ms\"\n",
+            dir.path().join("n").display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("minion.log")).unwrap();
+    let minion = Kill(Command::new(workspace_bin("brine-minion")).arg("-c").arg(&nconf).stderr(log).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while brine(&mconf, &["run", id, "test.ping", "-t", "1"]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "the minion never answered");
+    }
+    Pair { dir, mconf, _master: master, minion }
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // pid (comm) state ppid ...: the comm may hold spaces, the last ')' ends it.
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        if after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            kids.push(child);
+        }
+    }
+    kids
+}
+
+#[test]
+fn brine_minion_runs_each_job_in_a_child_that_reaches_the_minion_and_the_file_server() {
+    let roots = tempfile::tempdir().unwrap();
+    let salt = roots.path().join("salt");
+    let target = roots.path().join("out");
+    std::fs::create_dir_all(salt.join("web")).unwrap();
+    std::fs::write(salt.join("top.sls"), "base:\n  '*':\n    - web\n").unwrap();
+    std::fs::write(salt.join("web/motd"), "served by the master\n").unwrap();
+    std::fs::write(
+        salt.join("web/init.sls"),
+        format!(
+            "motd:\n  file.managed:\n    - name: {}/motd\n    - source: salt://web/motd\n    - makedirs: true\n\
+             announce:\n  event.send:\n    - name: myapp/child\n    - data:\n        from: the child\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    let pair = start_pair("child1", &format!("file_roots = {{ base = [{:?}] }}", salt.display().to_string()));
+    let minion_pid = pair.minion.0.id();
+
+    // A state run: the tree and the salt:// file come through the minion's file
+    // server cache, the event through the minion's signed event stream.
+    let events = Command::new(workspace_bin("brine"))
+        .arg("--config")
+        .arg(&pair.mconf)
+        .args(["events", "myapp/*", "--count", "1", "--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = brine(&pair.mconf, &["run", "child1", "state.apply", "--out", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(std::fs::read_to_string(target.join("motd")).unwrap(), "served by the master\n");
+    let states: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states = states["child1"].as_object().expect("a state run's return");
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(states.values().all(|s| s["result"] == true), "{states:?}");
+    let events = events.wait_with_output().unwrap();
+    let watched = String::from_utf8_lossy(&events.stdout);
+    assert!(watched.contains("myapp/child") && watched.contains("the child"), "{watched}");
+    let cached = pair.dir.path().join("n");
+    let cached: Vec<_> = walk(&cached).into_iter().filter(|p| p.ends_with("files/base/web/motd")).collect();
+    assert_eq!(cached.len(), 1, "the file went through the minion's cache");
+
+    // A function's failure comes back as it would from the minion itself.
+    let out = brine(&pair.mconf, &["run", "child1", "no.such", "--out", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("'no.such' is not available."), "{out:?}");
+
+    // A running job is a child process of the minion; kill_job stops it.
+    let slow = Command::new(workspace_bin("brine"))
+        .arg("--config")
+        .arg(&pair.mconf)
+        .args(["run", "child1", "cmd.run", "sleep 60", "--out", "json", "-t", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let jid = loop {
+        let out = brine(&pair.mconf, &["run", "child1", "saltutil.running", "--out", "json"]);
+        let running: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let jid = running["child1"]
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["fun"] == "cmd.run"))
+            .and_then(|j| j["jid"].as_str().map(str::to_string));
+        if let Some(jid) = jid {
+            break jid;
+        }
+        assert!(Instant::now() < deadline, "cmd.run never showed as running: {out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(children_of(minion_pid).len(), 1, "the job runs in one child of the minion");
+    let started = Instant::now();
+    let out = brine(&pair.mconf, &["run", "child1", "saltutil.kill_job", &jid, "--out", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = slow.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30), "the kill did not stop the job");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !children_of(minion_pid).is_empty() {
+        assert!(Instant::now() < deadline, "the runner outlived its job");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(pair.dir.path().join("minion.log")).unwrap();
+    assert!(!log.contains("ended without a result"), "{log}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

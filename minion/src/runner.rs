@@ -1,0 +1,510 @@
+//! How a minion runs the function of a job: in its own process, or in a child.
+//!
+//! The resident `brine-minion` runs each job in a `brine-call --job-runner` child
+//! process, as Salt's minion forks one per job. The state system, the templates and
+//! the execution modules are then code the agent never maps: it idles at the size of
+//! what it does all day (its NATS session, checking and signing, the job ledger,
+//! beacons), a crash or a leak in a job ends with the job, and the memory a big state
+//! run used goes back to the host when it ends. The functions that only read or change
+//! the minion itself (`saltutil.*`) and `test.*` run in the agent: a process for a
+//! `test.ping` would cost more than the ping.
+//!
+//! The child asks its parent for everything that belongs to the running minion —
+//! `saltutil.running`'s list, events, beacons, the schedule, the master's file server
+//! (through the parent's checked cache) — over its stdin and stdout, in frames of a
+//! 4-byte big-endian length and a MessagePack body: first the job ([`Start`]) down,
+//! then calls ([`Up::Call`]) up, each answered ([`Answer`]) down before the next,
+//! and last the result ([`Up::Done`]) up. `kill_job` reaches the child as SIGTERM,
+//! which sets the job's cancel flag as an in-process kill does; so does the minion
+//! dying under it.
+
+use brine_proto::{Map, Value};
+use brine_states::exec::{CallError, CancelFlag, Context, Host, Output};
+use brine_states::files::{FileError, FileSource};
+use serde::{Deserialize, Serialize};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Runs the function of a job, on a blocking thread.
+pub trait Execute: Send + Sync + std::fmt::Debug {
+    fn call(&self, fun: &str, ctx: &Context, arg: Vec<Value>, kwarg: Map) -> Result<Output, CallError>;
+}
+
+/// Every function in the minion's own process (embedded minions, tests, the swarm).
+#[derive(Debug, Default)]
+pub struct InProcess;
+
+impl Execute for InProcess {
+    fn call(&self, fun: &str, ctx: &Context, arg: Vec<Value>, kwarg: Map) -> Result<Output, CallError> {
+        brine_states::exec::call(fun, ctx, arg, kwarg)
+    }
+}
+
+/// Each job in a `brine-call --job-runner` child, but the agent's own modules.
+#[derive(Debug)]
+pub struct ChildRunner {
+    program: PathBuf,
+    log_level: String,
+    log_json: bool,
+}
+
+/// The flag that makes `brine-call` a job runner.
+pub const RUNNER_FLAG: &str = "--job-runner";
+
+impl ChildRunner {
+    /// Runs jobs with `program` (a `brine-call`); the child logs at `log_level`, one
+    /// JSON object a line when `log_json`, on the stderr it shares with the minion.
+    pub fn new(program: PathBuf, log_level: &str, log_json: bool) -> ChildRunner {
+        ChildRunner { program, log_level: log_level.into(), log_json }
+    }
+
+    /// The `brine-call` installed beside the running binary (as the packages install
+    /// them), else the first on `PATH`.
+    pub fn find() -> Option<PathBuf> {
+        let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("brine-call")));
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        beside.into_iter().chain(std::env::split_paths(&path).map(|d| d.join("brine-call"))).find(|p| p.is_file())
+    }
+
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+}
+
+impl Execute for ChildRunner {
+    fn call(&self, fun: &str, ctx: &Context, arg: Vec<Value>, kwarg: Map) -> Result<Output, CallError> {
+        if let Some(f) = brine_states::exec::lookup_in(brine_states::exec::AGENT_MODULES, fun) {
+            return f.call_dyn(ctx, arg, kwarg);
+        }
+        let start = Start {
+            fun: fun.into(),
+            arg,
+            kwarg,
+            grains: (*ctx.grains).clone(),
+            pillar: (*ctx.pillar).clone(),
+            grains_file: ctx.grains_file.clone(),
+            jid: ctx.jid.clone(),
+            host: ctx.host.is_some(),
+            files: ctx.files.is_some(),
+            log_level: self.log_level.clone(),
+            log_json: self.log_json,
+        };
+        let mut child = std::process::Command::new(&self.program)
+            .arg(RUNNER_FLAG)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| CallError::failed(format!("cannot start the job runner {}: {e}", self.program.display())))?;
+        let pid = child.id();
+        let mut down = BufWriter::new(child.stdin.take().expect("piped stdin"));
+        let mut up = BufReader::new(child.stdout.take().expect("piped stdout"));
+        // A kill of the job reaches the child as SIGTERM, while it runs (never after
+        // it was reaped: the watcher is joined before the wait below).
+        let finished = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (finished, cancel) = (finished.clone(), ctx.cancel.clone());
+            std::thread::spawn(move || {
+                while !finished.load(Ordering::Acquire) {
+                    if cancel.is_cancelled() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                        return;
+                    }
+                    std::thread::park_timeout(Duration::from_millis(50));
+                }
+            })
+        };
+        let mut result = write_frame(&mut down, &start).err().map(|e| Err(lost(pid, &e)));
+        while result.is_none() {
+            match read_frame::<Up>(&mut up) {
+                Ok(Some(Up::Call(call))) => {
+                    if let Err(e) = write_frame(&mut down, &answer(ctx, call)) {
+                        result = Some(Err(lost(pid, &e)));
+                    }
+                }
+                Ok(Some(Up::Done(done))) => result = Some(done),
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = child.kill();
+                    result = Some(Err(lost(pid, &e)));
+                }
+            }
+        }
+        finished.store(true, Ordering::Release);
+        watcher.thread().unpark();
+        let _ = watcher.join();
+        drop(down);
+        let status = child.wait();
+        result.unwrap_or_else(|| {
+            let how = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("cannot wait for it: {e}"),
+            };
+            tracing::warn!(pid, fun, status = %how, "a job runner ended without a result");
+            Err(CallError::failed(format!("the job's runner (pid {pid}) ended without a result: {how}")))
+        })
+    }
+}
+
+fn lost(pid: u32, e: &std::io::Error) -> CallError {
+    CallError::failed(format!("lost the job's runner (pid {pid}): {e}"))
+}
+
+/// The job, the first frame down.
+#[derive(Debug, Serialize, Deserialize)]
+struct Start {
+    fun: String,
+    arg: Vec<Value>,
+    kwarg: Map,
+    grains: Map,
+    pillar: Map,
+    grains_file: Option<PathBuf>,
+    jid: Option<String>,
+    /// Whether the job has a minion to ask (it has, under brine-minion).
+    host: bool,
+    /// Whether the job has the master's file server.
+    files: bool,
+    log_level: String,
+    log_json: bool,
+}
+
+/// A frame up: a call to the minion, or the job's result.
+#[derive(Debug, Serialize, Deserialize)]
+enum Up {
+    Call(Call),
+    Done(Result<Output, CallError>),
+}
+
+/// What a job asks the minion that runs it: [`Host`]'s and [`FileSource`]'s methods.
+#[derive(Debug, Serialize, Deserialize)]
+enum Call {
+    Running,
+    Kill { jid: String },
+    RefreshGrains,
+    RefreshPillar,
+    FireEvent { tag: String, data: Value, jid: Option<String> },
+    Beacons,
+    ValidateBeacon { name: String, data: Map },
+    SetBeacons { beacons: Map },
+    ResetBeacons,
+    SaveBeacons,
+    BeaconModules,
+    Schedule,
+    SavedSchedule,
+    ChangeSchedule { change: brine_states::exec::schedule::ScheduleChange },
+    FileList { env: String, dir: String },
+    FileCache { env: String, path: String },
+}
+
+/// The minion's answer to a [`Call`].
+#[derive(Debug, Serialize, Deserialize)]
+enum Answer {
+    Value(Value),
+    Failed(String),
+    File(FileError),
+}
+
+/// Answers a child's call from the minion's own [`Host`] and files.
+fn answer(ctx: &Context, call: Call) -> Answer {
+    fn value<T: Into<Value>>(r: Result<T, String>) -> Answer {
+        match r {
+            Ok(v) => Answer::Value(v.into()),
+            Err(e) => Answer::Failed(e),
+        }
+    }
+    fn file<T: Into<Value>>(r: Result<T, FileError>) -> Answer {
+        match r {
+            Ok(v) => Answer::Value(v.into()),
+            Err(e) => Answer::File(e),
+        }
+    }
+    if let Call::FileList { env, dir } = &call {
+        return match &ctx.files {
+            Some(files) => file(files.list(env, dir)),
+            None => Answer::Failed("this job has no file server".into()),
+        };
+    }
+    if let Call::FileCache { env, path } = &call {
+        return match &ctx.files {
+            Some(files) => file(files.cache(env, path).map(|p| p.to_string_lossy().into_owned())),
+            None => Answer::Failed("this job has no file server".into()),
+        };
+    }
+    let Some(host) = &ctx.host else { return Answer::Failed("this job has no minion to ask".into()) };
+    match call {
+        Call::Running => Answer::Value(Value::Array(host.running())),
+        Call::Kill { jid } => Answer::Value(host.kill(&jid).into()),
+        Call::RefreshGrains => value(host.refresh_grains()),
+        Call::RefreshPillar => value(host.refresh_pillar()),
+        Call::FireEvent { tag, data, jid } => {
+            value(host.fire_job_event(&tag, data, jid.as_deref()).map(|()| Value::Null))
+        }
+        Call::Beacons => value(host.beacons()),
+        Call::ValidateBeacon { name, data } => value(host.validate_beacon(&name, &data).map(|()| Value::Null)),
+        Call::SetBeacons { beacons } => value(host.set_beacons(beacons).map(|()| Value::Null)),
+        Call::ResetBeacons => value(host.reset_beacons().map(|()| Value::Null)),
+        Call::SaveBeacons => value(host.save_beacons()),
+        Call::BeaconModules => Answer::Value(host.beacon_modules().into()),
+        Call::Schedule => value(host.schedule()),
+        Call::SavedSchedule => value(host.saved_schedule()),
+        Call::ChangeSchedule { change } => value(host.change_schedule(change)),
+        Call::FileList { .. } | Call::FileCache { .. } => unreachable!("answered above"),
+    }
+}
+
+/// Frames are at most this big (a pillar, a return): a length beyond it is a broken
+/// stream, not a frame.
+const MAX_FRAME: usize = 1 << 30;
+
+fn write_frame<T: Serialize>(w: &mut impl Write, frame: &T) -> std::io::Result<()> {
+    let body = rmp_serde::to_vec_named(frame).map_err(std::io::Error::other)?;
+    w.write_all(&(body.len() as u32).to_be_bytes())?;
+    w.write_all(&body)?;
+    w.flush()
+}
+
+/// The next frame; `None` at a clean end of the stream.
+fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> std::io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!("a frame of {len} bytes")));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    rmp_serde::from_slice(&body).map(Some).map_err(std::io::Error::other)
+}
+
+/// The child's end: its calls go up one at a time, each waiting for its answer.
+struct Link {
+    io: Mutex<(BufReader<std::fs::File>, BufWriter<std::fs::File>)>,
+}
+
+impl Link {
+    fn ask(&self, call: Call) -> Answer {
+        let mut io = self.io.lock().unwrap_or_else(|e| e.into_inner());
+        let (up, down) = &mut *io;
+        let asked = write_frame(down, &Up::Call(call)).and_then(|()| read_frame::<Answer>(up));
+        match asked {
+            Ok(Some(a)) => a,
+            Ok(None) => Answer::Failed("the minion went away".into()),
+            Err(e) => Answer::Failed(format!("cannot ask the minion: {e}")),
+        }
+    }
+
+    fn ask_value(&self, call: Call) -> Result<Value, String> {
+        match self.ask(call) {
+            Answer::Value(v) => Ok(v),
+            Answer::Failed(e) => Err(e),
+            Answer::File(e) => Err(e.to_string()),
+        }
+    }
+
+    fn ask_map(&self, call: Call) -> Result<Map, String> {
+        match self.ask_value(call)? {
+            Value::Object(m) => Ok(m),
+            other => Err(format!("the minion answered {other}")),
+        }
+    }
+
+    fn ask_unit(&self, call: Call) -> Result<(), String> {
+        self.ask_value(call).map(drop)
+    }
+}
+
+/// The running minion, as a job in a runner sees it.
+struct ParentHost(Arc<Link>);
+
+impl std::fmt::Debug for ParentHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ParentHost")
+    }
+}
+
+impl Host for ParentHost {
+    fn running(&self) -> Vec<Value> {
+        match self.0.ask_value(Call::Running) {
+            Ok(Value::Array(jobs)) => jobs,
+            _ => Vec::new(),
+        }
+    }
+
+    fn kill(&self, jid: &str) -> bool {
+        self.0.ask_value(Call::Kill { jid: jid.into() }).ok().and_then(|v| v.as_bool()).unwrap_or(false)
+    }
+
+    fn refresh_grains(&self) -> Result<Map, String> {
+        self.0.ask_map(Call::RefreshGrains)
+    }
+
+    fn refresh_pillar(&self) -> Result<Map, String> {
+        self.0.ask_map(Call::RefreshPillar)
+    }
+
+    fn fire_event(&self, tag: &str, data: Value) -> Result<(), String> {
+        self.fire_job_event(tag, data, None)
+    }
+
+    fn fire_job_event(&self, tag: &str, data: Value, jid: Option<&str>) -> Result<(), String> {
+        self.0.ask_unit(Call::FireEvent { tag: tag.into(), data, jid: jid.map(str::to_string) })
+    }
+
+    fn beacons(&self) -> Result<Map, String> {
+        self.0.ask_map(Call::Beacons)
+    }
+
+    fn validate_beacon(&self, name: &str, data: &Map) -> Result<(), String> {
+        self.0.ask_unit(Call::ValidateBeacon { name: name.into(), data: data.clone() })
+    }
+
+    fn set_beacons(&self, beacons: Map) -> Result<(), String> {
+        self.0.ask_unit(Call::SetBeacons { beacons })
+    }
+
+    fn reset_beacons(&self) -> Result<(), String> {
+        self.0.ask_unit(Call::ResetBeacons)
+    }
+
+    fn save_beacons(&self) -> Result<String, String> {
+        match self.0.ask_value(Call::SaveBeacons)? {
+            Value::String(s) => Ok(s),
+            other => Err(format!("the minion answered {other}")),
+        }
+    }
+
+    fn beacon_modules(&self) -> Vec<String> {
+        match self.0.ask_value(Call::BeaconModules) {
+            Ok(Value::Array(names)) => names.into_iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn schedule(&self) -> Result<Map, String> {
+        self.0.ask_map(Call::Schedule)
+    }
+
+    fn saved_schedule(&self) -> Result<Map, String> {
+        self.0.ask_map(Call::SavedSchedule)
+    }
+
+    fn change_schedule(&self, change: brine_states::exec::schedule::ScheduleChange) -> Result<Map, String> {
+        self.0.ask_map(Call::ChangeSchedule { change })
+    }
+}
+
+/// The master's file server through the minion's checked cache: the child reads the
+/// cached copy the minion made current.
+struct ParentFiles(Arc<Link>);
+
+impl std::fmt::Debug for ParentFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ParentFiles")
+    }
+}
+
+impl ParentFiles {
+    fn ask(&self, call: Call) -> Result<Value, FileError> {
+        match self.0.ask(call) {
+            Answer::Value(v) => Ok(v),
+            Answer::File(e) => Err(e),
+            Answer::Failed(e) => Err(FileError::Io(e)),
+        }
+    }
+}
+
+impl FileSource for ParentFiles {
+    fn read(&self, env: &str, path: &str) -> Result<Vec<u8>, FileError> {
+        let local = self.cache(env, path)?;
+        std::fs::read(&local).map_err(|e| FileError::Io(format!("{}: {e}", local.display())))
+    }
+
+    fn list(&self, env: &str, dir: &str) -> Result<Vec<String>, FileError> {
+        match self.ask(Call::FileList { env: env.into(), dir: dir.into() })? {
+            Value::Array(paths) => Ok(paths.into_iter().filter_map(|p| p.as_str().map(str::to_string)).collect()),
+            other => Err(FileError::Io(format!("the minion answered {other}"))),
+        }
+    }
+
+    fn cache(&self, env: &str, path: &str) -> Result<PathBuf, FileError> {
+        match self.ask(Call::FileCache { env: env.into(), path: path.into() })? {
+            Value::String(p) => Ok(PathBuf::from(p)),
+            other => Err(FileError::Io(format!("the minion answered {other}"))),
+        }
+    }
+}
+
+/// `brine-call --job-runner`: runs the one job its parent minion sends and exits.
+/// Returns the process's exit code (0 once the result is handed up).
+pub fn serve() -> u8 {
+    match serve_job() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("brine-call --job-runner: {e}");
+            1
+        }
+    }
+}
+
+fn serve_job() -> Result<(), String> {
+    use std::os::fd::AsFd;
+    // The frames get their own descriptors, closed on exec; stdin becomes /dev/null
+    // and stdout the shared stderr, so nothing a function starts or prints can reach
+    // the frames or hold them open after the job.
+    let dup = |fd: std::os::fd::BorrowedFd| fd.try_clone_to_owned().map(std::fs::File::from);
+    let down = dup(std::io::stdin().as_fd()).map_err(|e| format!("stdin: {e}"))?;
+    let up = dup(std::io::stdout().as_fd()).map_err(|e| format!("stdout: {e}"))?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0).map_err(|e| format!("stdin: {e}"))?;
+    nix::unistd::dup2(2, 1).map_err(|e| format!("stdout: {e}"))?;
+    drop(null);
+    let cancel = CancelFlag::default();
+    watch_for_sigterm(cancel.clone())?;
+    let mut reader = BufReader::new(down);
+    let start: Start = read_frame(&mut reader).map_err(|e| e.to_string())?.ok_or("no job came")?;
+    let format =
+        if start.log_json { brine_proto::config::LogFormat::Json } else { brine_proto::config::LogFormat::Text };
+    let _ = crate::logging::init(&start.log_level, format);
+    let link = Arc::new(Link { io: Mutex::new((reader, BufWriter::new(up))) });
+    let ctx = Context {
+        grains: Arc::new(start.grains),
+        cancel,
+        host: start.host.then(|| Arc::new(ParentHost(link.clone())) as Arc<dyn Host>),
+        grains_file: start.grains_file,
+        files: start.files.then(|| Arc::new(ParentFiles(link.clone())) as Arc<dyn FileSource>),
+        pillar: Arc::new(start.pillar),
+        jid: start.jid,
+    };
+    let result = brine_states::exec::call(&start.fun, &ctx, start.arg, start.kwarg);
+    let mut io = link.io.lock().unwrap_or_else(|e| e.into_inner());
+    write_frame(&mut io.1, &Up::Done(result)).map_err(|e| format!("cannot hand the result to the minion: {e}"))
+}
+
+/// SIGTERM (a `kill_job`, or the minion stopping: it is also the signal the child
+/// gets when its parent dies) sets the job's cancel flag; the functions poll it.
+fn watch_for_sigterm(cancel: CancelFlag) -> Result<(), String> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    // Blocked here, before any other thread starts, so every thread inherits the mask
+    // and the watcher below is the only taker (processes the job starts get a clean
+    // mask from std::process).
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|e| e.to_string())?;
+    nix::sys::prctl::set_pdeathsig(Some(Signal::SIGTERM)).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        if set.wait().is_ok() {
+            tracing::warn!("job killed on request");
+            cancel.cancel();
+        }
+    });
+    Ok(())
+}
