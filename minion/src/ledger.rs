@@ -22,7 +22,7 @@
 //! in a crash costs at most a duplicate return, which the master ignores.
 //!
 //! Earlier versions kept the same records in a sled database (`data_dir/db`); they
-//! are moved over once, on the first start (see [`Ledger::open`]).
+//! are moved over once, on the first start (see [`migrate_old_db`]).
 
 use brine_proto::replay::{ReplayWindow, Replayed};
 use brine_proto::Jid;
@@ -72,12 +72,9 @@ const JOB: &str = "job";
 const RET: &str = "ret";
 
 impl Ledger {
-    /// Opens (or creates) the ledger in `dir`, moving in the records of an earlier
-    /// version's database at `old_db` if there is one, and forgets jobs that expired
-    /// before `now_ms`.
-    pub fn open(dir: &Path, old_db: &Path, now_ms: u64) -> std::io::Result<Ledger> {
+    /// The ledger in `dir`, created if missing, without its replay window.
+    fn open_raw(dir: &Path) -> std::io::Result<Ledger> {
         brine_proto::keys::create_private_dir(dir)?;
-        let ledger = Ledger { dir: dir.to_path_buf(), accepted: Mutex::new(ReplayWindow::new()), wake: Notify::new() };
         // Writes a crash cut short: the record they were replacing is still there.
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
@@ -85,9 +82,14 @@ impl Ledger {
                 let _ = std::fs::remove_file(path);
             }
         }
-        if old_db.exists() {
-            migrate(&ledger, old_db)?;
-        }
+        Ok(Ledger { dir: dir.to_path_buf(), accepted: Mutex::new(ReplayWindow::new()), wake: Notify::new() })
+    }
+
+    /// Opens (or creates) the ledger in `dir` and forgets jobs that expired before
+    /// `now_ms`. An earlier version's database is moved in first, by
+    /// [`migrate_old_db`].
+    pub fn open(dir: &Path, now_ms: u64) -> std::io::Result<Ledger> {
+        let ledger = Ledger::open_raw(dir)?;
         let mut window = ReplayWindow::new();
         for (jid, ext) in ledger.names()? {
             if ext != JOB {
@@ -254,7 +256,15 @@ fn encode(a: &Accepted) -> Vec<u8> {
 }
 
 /// Moves the records of the sled database earlier versions kept at `old_db` into the
-/// ledger, then removes the database: spooled returns, jobs in flight, accepted JIDs.
+/// ledger in `dir`, then removes the database: spooled returns, jobs in flight,
+/// accepted JIDs. Does nothing when there is no such database.
+pub fn migrate_old_db(dir: &Path, old_db: &Path) -> std::io::Result<()> {
+    if !old_db.exists() {
+        return Ok(());
+    }
+    migrate(&Ledger::open_raw(dir)?, old_db)
+}
+
 fn migrate(ledger: &Ledger, old_db: &Path) -> std::io::Result<()> {
     let io = |e: sled::Error| std::io::Error::other(format!("{}: {e}", old_db.display()));
     let db = sled::open(old_db).map_err(io)?;
@@ -311,7 +321,8 @@ mod tests {
     }
 
     fn open(dir: &Path, now: u64) -> Ledger {
-        Ledger::open(&dir.join("jobs"), &dir.join("db"), now).unwrap()
+        migrate_old_db(&dir.join("jobs"), &dir.join("db")).unwrap();
+        Ledger::open(&dir.join("jobs"), now).unwrap()
     }
 
     #[test]

@@ -185,7 +185,7 @@ impl Host for MinionHost {
 
     fn refresh_grains(&self) -> Result<Map, String> {
         let sh = &self.0;
-        let fresh = brine_states::grains::collect(sh.cfg.id.as_str(), &sh.cfg.custom_grains());
+        let fresh = sh.executor.grains(sh.cfg.id.as_str(), &sh.cfg.grains_path(), &sh.cfg.grains)?;
         *sh.grains.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh.clone());
         let client = sh.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(client) = client {
@@ -454,8 +454,15 @@ impl Minion {
             None => None,
         };
         let ledger_err = |source| StartError::Ledger { path: cfg.jobs_dir(), source };
-        let ledger =
-            Ledger::open(&cfg.jobs_dir(), &cfg.old_db_path(), brine_proto::time::now_ms()).map_err(ledger_err)?;
+        if cfg.old_db_path().exists() {
+            let (runner, jobs, old) = (executor.clone(), cfg.jobs_dir(), cfg.old_db_path());
+            tokio::task::spawn_blocking(move || runner.migrate_old_db(&jobs, &old))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .map_err(|e| ledger_err(std::io::Error::other(e)))?;
+        }
+        let ledger = Ledger::open(&cfg.jobs_dir(), brine_proto::time::now_ms()).map_err(ledger_err)?;
         // Jobs cut short by the last stop are reported, so none stays "running" forever.
         for (jid, job) in ledger.interrupted().map_err(ledger_err)? {
             tracing::warn!(%jid, fun = %job.fun, "reporting a job interrupted by the minion's restart");
@@ -476,9 +483,16 @@ impl Minion {
             }
             ledger.end_job(jid);
         }
-        let (id, custom) = (cfg.id.to_string(), cfg.custom_grains());
-        let grains =
-            tokio::task::spawn_blocking(move || brine_states::grains::collect(&id, &custom)).await.unwrap_or_default();
+        let (runner, id, saved, configured) =
+            (executor.clone(), cfg.id.to_string(), cfg.grains_path(), cfg.grains.clone());
+        let grains = tokio::task::spawn_blocking(move || runner.grains(&id, &saved, &configured))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot collect the grains");
+                Map::new()
+            });
         let env = crate::beacons::Env { id: cfg.id.to_string(), data_dir: cfg.data_dir.clone() };
         let base = cfg.beacons.clone();
         let beacons = tokio::task::spawn_blocking(move || crate::beacons::Beacons::load(env, base))

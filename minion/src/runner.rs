@@ -28,9 +28,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Runs the function of a job, on a blocking thread.
+/// Runs what the minion does besides its NATS session: the functions of jobs, the
+/// collection of grains, the move of an earlier version's job records. All block:
+/// call them on a blocking thread.
 pub trait Execute: Send + Sync + std::fmt::Debug {
+    /// Runs `fun` for a job.
     fn call(&self, fun: &str, ctx: &Context, arg: Vec<Value>, kwarg: Map) -> Result<Output, CallError>;
+    /// This host's grains for minion `id`: the collected ones, the saved ones (`saved`,
+    /// written by `grains.setval`), then the config's (`configured`).
+    fn grains(&self, id: &str, saved: &Path, configured: &Map) -> Result<Map, String>;
+    /// Moves the job records of an earlier version's database at `old_db` into the
+    /// ledger at `jobs` ([`crate::ledger::migrate_old_db`]).
+    fn migrate_old_db(&self, jobs: &Path, old_db: &Path) -> Result<(), String>;
 }
 
 /// Every function in the minion's own process (embedded minions, tests, the swarm).
@@ -41,6 +50,24 @@ impl Execute for InProcess {
     fn call(&self, fun: &str, ctx: &Context, arg: Vec<Value>, kwarg: Map) -> Result<Output, CallError> {
         brine_states::exec::call(fun, ctx, arg, kwarg)
     }
+
+    fn grains(&self, id: &str, saved: &Path, configured: &Map) -> Result<Map, String> {
+        Ok(collect_grains(id, saved, configured))
+    }
+
+    fn migrate_old_db(&self, jobs: &Path, old_db: &Path) -> Result<(), String> {
+        crate::ledger::migrate_old_db(jobs, old_db).map_err(|e| e.to_string())
+    }
+}
+
+/// The grains of minion `id`: collected, then the saved ones, then the configured ones.
+pub fn collect_grains(id: &str, saved: &Path, configured: &Map) -> Map {
+    let mut custom = brine_states::grains::load_saved(saved).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring the saved grains");
+        Map::new()
+    });
+    custom.extend(configured.clone());
+    brine_states::grains::collect(id, &custom)
 }
 
 /// Each job in a `brine-call --job-runner` child, but the agent's own modules.
@@ -89,9 +116,29 @@ impl Execute for ChildRunner {
             jid: ctx.jid.clone(),
             host: ctx.host.is_some(),
             files: ctx.files.is_some(),
-            log_level: self.log_level.clone(),
-            log_json: self.log_json,
         };
+        self.run(Task::Job(Box::new(start)), ctx)
+    }
+
+    fn grains(&self, id: &str, saved: &Path, configured: &Map) -> Result<Map, String> {
+        let task = Task::Grains { id: id.into(), saved: saved.into(), configured: configured.clone() };
+        match self.run(task, &Context::default()) {
+            Ok(Output { ret: Value::Object(grains), .. }) => Ok(grains),
+            Ok(other) => Err(format!("the job runner answered {}", other.ret)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn migrate_old_db(&self, jobs: &Path, old_db: &Path) -> Result<(), String> {
+        let task = Task::MigrateLedger { jobs: jobs.into(), old_db: old_db.into() };
+        self.run(task, &Context::default()).map(drop).map_err(|e| e.to_string())
+    }
+}
+
+impl ChildRunner {
+    /// Runs `task` in a child, answering its calls from `ctx`.
+    fn run(&self, task: Task, ctx: &Context) -> Result<Output, CallError> {
+        let order = Order { task, log_level: self.log_level.clone(), log_json: self.log_json };
         let mut child = std::process::Command::new(&self.program)
             .arg(RUNNER_FLAG)
             .stdin(std::process::Stdio::piped())
@@ -119,7 +166,7 @@ impl Execute for ChildRunner {
                 }
             })
         };
-        let mut result = write_frame(&mut down, &start).err().map(|e| Err(lost(pid, &e)));
+        let mut result = write_frame(&mut down, &order).err().map(|e| Err(lost(pid, &e)));
         while result.is_none() {
             match read_frame::<Up>(&mut up) {
                 Ok(Some(Up::Call(call))) => {
@@ -145,7 +192,7 @@ impl Execute for ChildRunner {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("cannot wait for it: {e}"),
             };
-            tracing::warn!(pid, fun, status = %how, "a job runner ended without a result");
+            tracing::warn!(pid, status = %how, "a job runner ended without a result");
             Err(CallError::failed(format!("the job's runner (pid {pid}) ended without a result: {how}")))
         })
     }
@@ -155,7 +202,25 @@ fn lost(pid: u32, e: &std::io::Error) -> CallError {
     CallError::failed(format!("lost the job's runner (pid {pid}): {e}"))
 }
 
-/// The job, the first frame down.
+/// The first frame down: what the child is to do.
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    task: Task,
+    log_level: String,
+    log_json: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Task {
+    /// Run a job's function.
+    Job(Box<Start>),
+    /// Collect the grains ([`collect_grains`]); they come back as the result.
+    Grains { id: String, saved: PathBuf, configured: Map },
+    /// [`crate::ledger::migrate_old_db`].
+    MigrateLedger { jobs: PathBuf, old_db: PathBuf },
+}
+
+/// A job.
 #[derive(Debug, Serialize, Deserialize)]
 struct Start {
     fun: String,
@@ -169,8 +234,6 @@ struct Start {
     host: bool,
     /// Whether the job has the master's file server.
     files: bool,
-    log_level: String,
-    log_json: bool,
 }
 
 /// A frame up: a call to the minion, or the job's result.
@@ -470,10 +533,25 @@ fn serve_job() -> Result<(), String> {
     let cancel = CancelFlag::default();
     watch_for_sigterm(cancel.clone())?;
     let mut reader = BufReader::new(down);
-    let start: Start = read_frame(&mut reader).map_err(|e| e.to_string())?.ok_or("no job came")?;
+    let order: Order = read_frame(&mut reader).map_err(|e| e.to_string())?.ok_or("no job came")?;
     let format =
-        if start.log_json { brine_proto::config::LogFormat::Json } else { brine_proto::config::LogFormat::Text };
-    let _ = crate::logging::init(&start.log_level, format);
+        if order.log_json { brine_proto::config::LogFormat::Json } else { brine_proto::config::LogFormat::Text };
+    let _ = crate::logging::init(&order.log_level, format);
+    let start = match order.task {
+        Task::Job(start) => *start,
+        Task::Grains { id, saved, configured } => {
+            let grains = collect_grains(&id, &saved, &configured);
+            return write_frame(&mut BufWriter::new(up), &Up::Done(Ok(Output::ok(Value::Object(grains)))))
+                .map_err(|e| format!("cannot hand the grains to the minion: {e}"));
+        }
+        Task::MigrateLedger { jobs, old_db } => {
+            let done = crate::ledger::migrate_old_db(&jobs, &old_db)
+                .map(|()| Output::ok(true))
+                .map_err(|e| CallError::failed(e.to_string()));
+            return write_frame(&mut BufWriter::new(up), &Up::Done(done))
+                .map_err(|e| format!("cannot hand the result to the minion: {e}"));
+        }
+    };
     let link = Arc::new(Link { io: Mutex::new((reader, BufWriter::new(up))) });
     let ctx = Context {
         grains: Arc::new(start.grains),
