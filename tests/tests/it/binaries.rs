@@ -218,6 +218,19 @@ fn brine_minion_runs_each_job_in_a_child_that_reaches_the_minion_and_the_file_se
     let cached: Vec<_> = walk(&cached).into_iter().filter(|p| p.ends_with("files/base/web/motd")).collect();
     assert_eq!(cached.len(), 1, "the file went through the minion's cache");
 
+    // The grains, collected by a runner child when the minion started, reach the jobs
+    // (and the saved ones of grains.setval, written by a child, a refresh).
+    let out = brine(&pair.mconf, &["run", "child1", "grains.item", "id", "kernel", "--out", "json"]);
+    let grains: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(grains["child1"], serde_json::json!({"id": "child1", "kernel": "Linux"}), "{out:?}");
+    let out = brine(&pair.mconf, &["run", "child1", "grains.setval", "role", "web", "--out", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = brine(&pair.mconf, &["run", "child1", "saltutil.refresh_grains", "--out", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = brine(&pair.mconf, &["run", "child1", "grains.item", "role", "--out", "json"]);
+    let grains: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(grains["child1"], serde_json::json!({"role": "web"}), "{out:?}");
+
     // A function's failure comes back as it would from the minion itself.
     let out = brine(&pair.mconf, &["run", "child1", "no.such", "--out", "json"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
