@@ -128,7 +128,7 @@ pub fn run(args: CallArgs, out: &mut dyn Write, err: &mut dyn Write, terminal: b
             }
         }
     }
-    let grains = Arc::new(brine_states::grains::collect(cfg.id.as_str(), &cfg.custom_grains()));
+    let grains = Arc::new(crate::runner::collect_grains(cfg.id.as_str(), &cfg.grains_path(), &cfg.grains));
     let mut ctx = Context { grains: grains.clone(), grains_file: Some(cfg.grains_path()), ..Context::default() };
     let roots = |dirs: Vec<PathBuf>, default: &str| {
         let dirs = if dirs.is_empty() && args.local { vec![PathBuf::from(default)] } else { dirs };

@@ -330,16 +330,6 @@ impl MinionConfig {
         self.data_dir.join("cache")
     }
 
-    /// The static custom grains: those saved with `grains.setval`, then the config's.
-    pub fn custom_grains(&self) -> Map {
-        let mut custom = brine_states::grains::load_saved(&self.grains_path()).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring the saved grains");
-            Map::new()
-        });
-        custom.extend(self.grains.clone());
-        custom
-    }
-
     /// The CA of the master's NATS, as the master sent it.
     pub fn master_ca_path(&self) -> PathBuf {
         self.data_dir.join("master-ca.pem")

@@ -12,9 +12,10 @@
 //! The child asks its parent for everything that belongs to the running minion —
 //! `saltutil.running`'s list, events, beacons, the schedule, the master's file server
 //! (through the parent's checked cache) — over its stdin and stdout, in frames of a
-//! 4-byte big-endian length and a MessagePack body: first the job ([`Start`]) down,
-//! then calls ([`Up::Call`]) up, each answered ([`Answer`]) down before the next,
-//! and last the result ([`Up::Done`]) up. `kill_job` reaches the child as SIGTERM,
+//! 4-byte big-endian length and a MessagePack body: first what to do ([`Order`]: a
+//! job, or collecting grains, or moving old job records) down, then calls
+//! ([`Up::Call`]) up, each answered ([`Answer`]) down before the next, and last the
+//! result ([`Up::Done`]) up. `kill_job` reaches the child as SIGTERM,
 //! which sets the job's cancel flag as an in-process kill does; so does the minion
 //! dying under it.
 
@@ -94,10 +95,6 @@ impl ChildRunner {
         let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("brine-call")));
         let path = std::env::var_os("PATH").unwrap_or_default();
         beside.into_iter().chain(std::env::split_paths(&path).map(|d| d.join("brine-call"))).find(|p| p.is_file())
-    }
-
-    pub fn program(&self) -> &Path {
-        &self.program
     }
 }
 
@@ -243,9 +240,16 @@ enum Up {
     Done(Result<Output, CallError>),
 }
 
-/// What a job asks the minion that runs it: [`Host`]'s and [`FileSource`]'s methods.
+/// What a job asks the minion that runs it.
 #[derive(Debug, Serialize, Deserialize)]
 enum Call {
+    Host(HostCall),
+    Files(FileCall),
+}
+
+/// [`Host`]'s methods.
+#[derive(Debug, Serialize, Deserialize)]
+enum HostCall {
     Running,
     Kill { jid: String },
     RefreshGrains,
@@ -260,8 +264,13 @@ enum Call {
     Schedule,
     SavedSchedule,
     ChangeSchedule { change: brine_states::exec::schedule::ScheduleChange },
-    FileList { env: String, dir: String },
-    FileCache { env: String, path: String },
+}
+
+/// [`FileSource`]'s methods; `read` is `cache`, then a read of the local copy.
+#[derive(Debug, Serialize, Deserialize)]
+enum FileCall {
+    List { env: String, dir: String },
+    Cache { env: String, path: String },
 }
 
 /// The minion's answer to a [`Call`].
@@ -274,49 +283,50 @@ enum Answer {
 
 /// Answers a child's call from the minion's own [`Host`] and files.
 fn answer(ctx: &Context, call: Call) -> Answer {
-    fn value<T: Into<Value>>(r: Result<T, String>) -> Answer {
-        match r {
-            Ok(v) => Answer::Value(v.into()),
-            Err(e) => Answer::Failed(e),
-        }
-    }
-    fn file<T: Into<Value>>(r: Result<T, FileError>) -> Answer {
-        match r {
-            Ok(v) => Answer::Value(v.into()),
-            Err(e) => Answer::File(e),
-        }
-    }
-    if let Call::FileList { env, dir } = &call {
-        return match &ctx.files {
-            Some(files) => file(files.list(env, dir)),
-            None => Answer::Failed("this job has no file server".into()),
-        };
-    }
-    if let Call::FileCache { env, path } = &call {
-        return match &ctx.files {
-            Some(files) => file(files.cache(env, path).map(|p| p.to_string_lossy().into_owned())),
-            None => Answer::Failed("this job has no file server".into()),
-        };
-    }
-    let Some(host) = &ctx.host else { return Answer::Failed("this job has no minion to ask".into()) };
     match call {
-        Call::Running => Answer::Value(Value::Array(host.running())),
-        Call::Kill { jid } => Answer::Value(host.kill(&jid).into()),
-        Call::RefreshGrains => value(host.refresh_grains()),
-        Call::RefreshPillar => value(host.refresh_pillar()),
-        Call::FireEvent { tag, data, jid } => {
-            value(host.fire_job_event(&tag, data, jid.as_deref()).map(|()| Value::Null))
-        }
-        Call::Beacons => value(host.beacons()),
-        Call::ValidateBeacon { name, data } => value(host.validate_beacon(&name, &data).map(|()| Value::Null)),
-        Call::SetBeacons { beacons } => value(host.set_beacons(beacons).map(|()| Value::Null)),
-        Call::ResetBeacons => value(host.reset_beacons().map(|()| Value::Null)),
-        Call::SaveBeacons => value(host.save_beacons()),
-        Call::BeaconModules => Answer::Value(host.beacon_modules().into()),
-        Call::Schedule => value(host.schedule()),
-        Call::SavedSchedule => value(host.saved_schedule()),
-        Call::ChangeSchedule { change } => value(host.change_schedule(change)),
-        Call::FileList { .. } | Call::FileCache { .. } => unreachable!("answered above"),
+        Call::Files(call) => match &ctx.files {
+            Some(files) => answer_files(files.as_ref(), call),
+            None => Answer::Failed("this job has no file server".into()),
+        },
+        Call::Host(call) => match &ctx.host {
+            Some(host) => answer_host(host.as_ref(), call),
+            None => Answer::Failed("this job has no minion to ask".into()),
+        },
+    }
+}
+
+fn answer_files(files: &dyn FileSource, call: FileCall) -> Answer {
+    let got = match call {
+        FileCall::List { env, dir } => files.list(&env, &dir).map(Value::from),
+        FileCall::Cache { env, path } => files.cache(&env, &path).map(|p| p.to_string_lossy().into()),
+    };
+    match got {
+        Ok(v) => Answer::Value(v),
+        Err(e) => Answer::File(e),
+    }
+}
+
+fn answer_host(host: &dyn Host, call: HostCall) -> Answer {
+    let done = |()| Value::Null;
+    let got = match call {
+        HostCall::Running => Ok(Value::Array(host.running())),
+        HostCall::Kill { jid } => Ok(host.kill(&jid).into()),
+        HostCall::RefreshGrains => host.refresh_grains().map(Value::from),
+        HostCall::RefreshPillar => host.refresh_pillar().map(Value::from),
+        HostCall::FireEvent { tag, data, jid } => host.fire_job_event(&tag, data, jid.as_deref()).map(done),
+        HostCall::Beacons => host.beacons().map(Value::from),
+        HostCall::ValidateBeacon { name, data } => host.validate_beacon(&name, &data).map(done),
+        HostCall::SetBeacons { beacons } => host.set_beacons(beacons).map(done),
+        HostCall::ResetBeacons => host.reset_beacons().map(done),
+        HostCall::SaveBeacons => host.save_beacons().map(Value::from),
+        HostCall::BeaconModules => Ok(host.beacon_modules().into()),
+        HostCall::Schedule => host.schedule().map(Value::from),
+        HostCall::SavedSchedule => host.saved_schedule().map(Value::from),
+        HostCall::ChangeSchedule { change } => host.change_schedule(change).map(Value::from),
+    };
+    match got {
+        Ok(v) => Answer::Value(v),
+        Err(e) => Answer::Failed(e),
     }
 }
 
@@ -396,22 +406,22 @@ impl std::fmt::Debug for ParentHost {
 
 impl Host for ParentHost {
     fn running(&self) -> Vec<Value> {
-        match self.0.ask_value(Call::Running) {
+        match self.0.ask_value(Call::Host(HostCall::Running)) {
             Ok(Value::Array(jobs)) => jobs,
             _ => Vec::new(),
         }
     }
 
     fn kill(&self, jid: &str) -> bool {
-        self.0.ask_value(Call::Kill { jid: jid.into() }).ok().and_then(|v| v.as_bool()).unwrap_or(false)
+        self.0.ask_value(Call::Host(HostCall::Kill { jid: jid.into() })).ok().and_then(|v| v.as_bool()).unwrap_or(false)
     }
 
     fn refresh_grains(&self) -> Result<Map, String> {
-        self.0.ask_map(Call::RefreshGrains)
+        self.0.ask_map(Call::Host(HostCall::RefreshGrains))
     }
 
     fn refresh_pillar(&self) -> Result<Map, String> {
-        self.0.ask_map(Call::RefreshPillar)
+        self.0.ask_map(Call::Host(HostCall::RefreshPillar))
     }
 
     fn fire_event(&self, tag: &str, data: Value) -> Result<(), String> {
@@ -419,49 +429,49 @@ impl Host for ParentHost {
     }
 
     fn fire_job_event(&self, tag: &str, data: Value, jid: Option<&str>) -> Result<(), String> {
-        self.0.ask_unit(Call::FireEvent { tag: tag.into(), data, jid: jid.map(str::to_string) })
+        self.0.ask_unit(Call::Host(HostCall::FireEvent { tag: tag.into(), data, jid: jid.map(str::to_string) }))
     }
 
     fn beacons(&self) -> Result<Map, String> {
-        self.0.ask_map(Call::Beacons)
+        self.0.ask_map(Call::Host(HostCall::Beacons))
     }
 
     fn validate_beacon(&self, name: &str, data: &Map) -> Result<(), String> {
-        self.0.ask_unit(Call::ValidateBeacon { name: name.into(), data: data.clone() })
+        self.0.ask_unit(Call::Host(HostCall::ValidateBeacon { name: name.into(), data: data.clone() }))
     }
 
     fn set_beacons(&self, beacons: Map) -> Result<(), String> {
-        self.0.ask_unit(Call::SetBeacons { beacons })
+        self.0.ask_unit(Call::Host(HostCall::SetBeacons { beacons }))
     }
 
     fn reset_beacons(&self) -> Result<(), String> {
-        self.0.ask_unit(Call::ResetBeacons)
+        self.0.ask_unit(Call::Host(HostCall::ResetBeacons))
     }
 
     fn save_beacons(&self) -> Result<String, String> {
-        match self.0.ask_value(Call::SaveBeacons)? {
+        match self.0.ask_value(Call::Host(HostCall::SaveBeacons))? {
             Value::String(s) => Ok(s),
             other => Err(format!("the minion answered {other}")),
         }
     }
 
     fn beacon_modules(&self) -> Vec<String> {
-        match self.0.ask_value(Call::BeaconModules) {
+        match self.0.ask_value(Call::Host(HostCall::BeaconModules)) {
             Ok(Value::Array(names)) => names.into_iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
             _ => Vec::new(),
         }
     }
 
     fn schedule(&self) -> Result<Map, String> {
-        self.0.ask_map(Call::Schedule)
+        self.0.ask_map(Call::Host(HostCall::Schedule))
     }
 
     fn saved_schedule(&self) -> Result<Map, String> {
-        self.0.ask_map(Call::SavedSchedule)
+        self.0.ask_map(Call::Host(HostCall::SavedSchedule))
     }
 
     fn change_schedule(&self, change: brine_states::exec::schedule::ScheduleChange) -> Result<Map, String> {
-        self.0.ask_map(Call::ChangeSchedule { change })
+        self.0.ask_map(Call::Host(HostCall::ChangeSchedule { change }))
     }
 }
 
@@ -476,8 +486,8 @@ impl std::fmt::Debug for ParentFiles {
 }
 
 impl ParentFiles {
-    fn ask(&self, call: Call) -> Result<Value, FileError> {
-        match self.0.ask(call) {
+    fn ask(&self, call: FileCall) -> Result<Value, FileError> {
+        match self.0.ask(Call::Files(call)) {
             Answer::Value(v) => Ok(v),
             Answer::File(e) => Err(e),
             Answer::Failed(e) => Err(FileError::Io(e)),
@@ -492,14 +502,14 @@ impl FileSource for ParentFiles {
     }
 
     fn list(&self, env: &str, dir: &str) -> Result<Vec<String>, FileError> {
-        match self.ask(Call::FileList { env: env.into(), dir: dir.into() })? {
+        match self.ask(FileCall::List { env: env.into(), dir: dir.into() })? {
             Value::Array(paths) => Ok(paths.into_iter().filter_map(|p| p.as_str().map(str::to_string)).collect()),
             other => Err(FileError::Io(format!("the minion answered {other}"))),
         }
     }
 
     fn cache(&self, env: &str, path: &str) -> Result<PathBuf, FileError> {
-        match self.ask(Call::FileCache { env: env.into(), path: path.into() })? {
+        match self.ask(FileCall::Cache { env: env.into(), path: path.into() })? {
             Value::String(p) => Ok(PathBuf::from(p)),
             other => Err(FileError::Io(format!("the minion answered {other}"))),
         }
@@ -585,4 +595,54 @@ fn watch_for_sigterm(cancel: CancelFlag) -> Result<(), String> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(program: &str) -> ChildRunner {
+        ChildRunner::new(PathBuf::from(program), "warn", false)
+    }
+
+    #[test]
+    fn a_runner_that_dies_or_is_missing_fails_the_job_with_the_reason() {
+        let ctx = Context::default();
+        let err = runner("/bin/false").call("cmd.run", &ctx, vec!["true".into()], Map::new()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("the job's runner (pid "), "{text}");
+        assert!(text.ends_with("ended without a result: exit status: 1"), "{text}");
+        let err = runner("/nonexistent/brine-call").call("cmd.run", &ctx, vec![], Map::new()).unwrap_err();
+        assert!(err.to_string().starts_with("cannot start the job runner /nonexistent/brine-call: "), "{err}");
+        let err = runner("/nonexistent/brine-call").grains("x", Path::new("/nonexistent"), &Map::new()).unwrap_err();
+        assert!(err.starts_with("cannot start the job runner"), "{err}");
+    }
+
+    #[test]
+    fn the_agent_modules_run_without_a_child() {
+        // No runner could start, so only the agent itself can have answered.
+        let out = runner("/nonexistent/brine-call").call("test.ping", &Context::default(), vec![], Map::new());
+        assert_eq!(out.unwrap().ret, Value::Bool(true));
+    }
+
+    #[test]
+    fn frames_round_trip_and_a_broken_stream_is_an_error() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Up::Call(Call::Files(FileCall::Cache { env: "base".into(), path: "a".into() })))
+            .unwrap();
+        write_frame(&mut buf, &Answer::File(FileError::BadPath("../x".into()))).unwrap();
+        let mut r = buf.as_slice();
+        assert!(matches!(
+            read_frame::<Up>(&mut r).unwrap(),
+            Some(Up::Call(Call::Files(FileCall::Cache { ref env, ref path }))) if env == "base" && path == "a"
+        ));
+        assert!(matches!(read_frame::<Answer>(&mut r).unwrap(), Some(Answer::File(FileError::BadPath(_)))));
+        assert!(read_frame::<Answer>(&mut r).unwrap().is_none(), "a clean end");
+        let huge = (u32::MAX).to_be_bytes();
+        assert!(read_frame::<Answer>(&mut huge.as_slice()).is_err());
+        let cut = &buf[..buf.len() - 1];
+        let mut r = cut;
+        read_frame::<Up>(&mut r).unwrap();
+        assert!(read_frame::<Answer>(&mut r).is_err(), "half a frame");
+    }
 }

@@ -31,36 +31,8 @@ fn binaries_run_a_job_and_exit_with_documented_codes() {
         assert!(workspace_bin(bin).exists(), "{bin} is not built: run `cargo build --bins` first");
     }
     let dir = tempfile::tempdir().unwrap();
-    let mconf = dir.path().join("master.toml");
-    std::fs::write(
-        &mconf,
-        format!(
-            "data_dir = {:?}\n[nats]\nlisten = \"127.0.0.1:0\"\nserver_bin = {:?}\n",
-            dir.path().join("m").display().to_string(),
-            nats_server_bin().display().to_string()
-        ),
-    )
-    .unwrap();
-    let _master =
-        Kill(Command::new(workspace_bin("brine-master")).arg("-c").arg(&mconf).stderr(Stdio::null()).spawn().unwrap());
-    let url_file = dir.path().join("m/nats-url");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !url_file.exists() {
-        assert!(Instant::now() < deadline, "master did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let url = std::fs::read_to_string(&url_file).unwrap().trim().to_string();
-    let nconf = dir.path().join("minion.toml");
-    std::fs::write(
-        &nconf,
-        format!(
-            "id = \"bin1\"\nmaster = {url:?}\ndata_dir = {:?}\nenroll_retry_max = \"200ms\"\n",
-            dir.path().join("n").display().to_string()
-        ),
-    )
-    .unwrap();
-    let _minion =
-        Kill(Command::new(workspace_bin("brine-minion")).arg("-c").arg(&nconf).stderr(Stdio::null()).spawn().unwrap());
+    let (mconf, _master) = start_master(dir.path(), "");
+    let _minion = start_minion(dir.path(), "bin1", &mconf, Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = brine(&mconf, &["key", "accept", "bin1", "-y"]);
@@ -113,50 +85,64 @@ fn binaries_run_a_job_and_exit_with_documented_codes() {
 }
 
 /// A master and a `brine-minion` as operators start them, the minion accepted.
+/// (Fields drop in order: the processes stop before their directory goes.)
 struct Pair {
-    dir: tempfile::TempDir,
-    mconf: std::path::PathBuf,
-    _master: Kill,
     minion: Kill,
+    _master: Kill,
+    mconf: std::path::PathBuf,
+    dir: tempfile::TempDir,
 }
 
-fn start_pair(id: &str, master_extra: &str) -> Pair {
-    let dir = tempfile::tempdir().unwrap();
-    let mconf = dir.path().join("master.toml");
+/// A `brine-master` on a free port with its config in `dir` (plus `extra` lines);
+/// returns the config's path once the master listens.
+fn start_master(dir: &std::path::Path, extra: &str) -> (std::path::PathBuf, Kill) {
+    let mconf = dir.join("master.toml");
     std::fs::write(
         &mconf,
         format!(
-            "data_dir = {:?}\nauto_accept = true\n{master_extra}\n[nats]\nlisten = \"127.0.0.1:0\"\nserver_bin = {:?}\n",
-            dir.path().join("m").display().to_string(),
+            "data_dir = {:?}\n{extra}\n[nats]\nlisten = \"127.0.0.1:0\"\nserver_bin = {:?}\n",
+            dir.join("m").display().to_string(),
             nats_server_bin().display().to_string()
         ),
     )
     .unwrap();
     let master =
         Kill(Command::new(workspace_bin("brine-master")).arg("-c").arg(&mconf).stderr(Stdio::null()).spawn().unwrap());
-    let url_file = dir.path().join("m/nats-url");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !url_file.exists() {
+    while !dir.join("m/nats-url").exists() {
         assert!(Instant::now() < deadline, "master did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let url = std::fs::read_to_string(&url_file).unwrap().trim().to_string();
-    let nconf = dir.path().join("minion.toml");
+    (mconf, master)
+}
+
+/// A `brine-minion` called `id` with its data in `dir`, for the master of `mconf`.
+fn start_minion(dir: &std::path::Path, id: &str, mconf: &std::path::Path, stderr: impl Into<Stdio>) -> Kill {
+    let url_file = mconf.parent().unwrap().join("m/nats-url");
+    let url = std::fs::read_to_string(url_file).unwrap().trim().to_string();
+    let nconf = dir.join("minion.toml");
     std::fs::write(
         &nconf,
         format!(
             "id = {id:?}\nmaster = {url:?}\ndata_dir = {:?}\nenroll_retry_max = \"200ms\"\n",
-            dir.path().join("n").display().to_string()
+            dir.join("n").display().to_string()
         ),
     )
     .unwrap();
+    Kill(Command::new(workspace_bin("brine-minion")).arg("-c").arg(&nconf).stderr(stderr).spawn().unwrap())
+}
+
+/// A master that accepts keys itself and its minion `id`, answering jobs.
+fn start_pair(id: &str, master_extra: &str) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let (mconf, master) = start_master(dir.path(), &format!("auto_accept = true\n{master_extra}"));
     let log = std::fs::File::create(dir.path().join("minion.log")).unwrap();
-    let minion = Kill(Command::new(workspace_bin("brine-minion")).arg("-c").arg(&nconf).stderr(log).spawn().unwrap());
+    let minion = start_minion(dir.path(), id, &mconf, log);
     let deadline = Instant::now() + Duration::from_secs(30);
     while brine(&mconf, &["run", id, "test.ping", "-t", "1"]).status.code() != Some(0) {
         assert!(Instant::now() < deadline, "the minion never answered");
     }
-    Pair { dir, mconf, _master: master, minion }
+    Pair { minion, _master: master, mconf, dir }
 }
 
 /// The processes whose parent is `pid`.
@@ -286,4 +272,24 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     found
+}
+
+#[test]
+fn brine_minion_without_brine_call_refuses_to_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let lonely = dir.path().join("brine-minion");
+    std::fs::copy(workspace_bin("brine-minion"), &lonely).unwrap();
+    let conf = dir.path().join("minion.toml");
+    std::fs::write(&conf, format!("id = \"alone\"\ndata_dir = {:?}\n", dir.path().join("n").display().to_string()))
+        .unwrap();
+    let out = Command::new(&lonely).arg("-c").arg(&conf).env("PATH", dir.path().join("empty")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "ERROR: cannot find brine-call beside {} or on PATH: brine-minion runs each job with it; install both",
+            lonely.display()
+        )),
+        "{stderr}"
+    );
 }
