@@ -4,10 +4,8 @@
 //! Jinja runs: a template could call execution modules, which a fuzzer must not.
 #![no_main]
 
-use brine_proto::Map;
 use brine_states::exec::Context;
 use brine_states::files::{FileError, FileSource};
-use brine_states::sls::render::RenderContext;
 use brine_states::sls::yaml;
 use brine_states::state::compile::Loader;
 use libfuzzer_sys::fuzz_target;
@@ -42,19 +40,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = node.to_value();
     }
     let files: Arc<dyn FileSource> = Arc::new(OneFile(text.to_string()));
-    let ctx = Context::default();
-    let loader = Loader {
-        files: &files,
-        render: RenderContext {
-            grains: ctx.grains.clone(),
-            pillar: ctx.pillar.clone(),
-            opts: Map::new(),
-            saltenv: "base".into(),
-            sls: String::new(),
-            slspath: String::new(),
-            extra: Map::new(),
-            exec: ctx,
-        },
-    };
+    let loader = Loader::new(&files, &Context::default());
     let _ = loader.compile("base", &["fuzz".to_string()]);
 });

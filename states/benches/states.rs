@@ -15,7 +15,6 @@
 use brine_proto::{Map, Value};
 use brine_states::exec::{call, Context};
 use brine_states::files::{FileError, FileSource, LocalRoots};
-use brine_states::sls::render::RenderContext;
 use brine_states::state::compile::Loader;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
@@ -132,19 +131,7 @@ fn render_compile(c: &mut Criterion) {
         let memory: BTreeMap<String, Vec<u8>> = tree(states).into_iter().map(|(p, s)| (p, s.into_bytes())).collect();
         let files: Arc<dyn FileSource> = Arc::new(MemoryTree(memory));
         let ctx = context(root, files.clone());
-        let loader = Loader {
-            files: &files,
-            render: RenderContext {
-                grains: ctx.grains.clone(),
-                pillar: ctx.pillar.clone(),
-                opts: Map::new(),
-                saltenv: "base".into(),
-                sls: String::new(),
-                slspath: String::new(),
-                extra: Map::new(),
-                exec: ctx.clone(),
-            },
-        };
+        let loader = Loader::new(&files, &ctx);
         let mods = vec!["bench".to_string()];
         let chunks =
             loader.compile("base", &mods).unwrap_or_else(|e| panic!("the benchmark tree does not compile: {e:?}"));

@@ -2,7 +2,6 @@
 //! show what would run.
 
 use super::{opt, CallError, Context, Function, Output, Param};
-use crate::sls::render::RenderContext;
 use crate::state::compile::{Chunk, Loader};
 use crate::state::engine::{run_chunks, StateRun};
 use crate::state::StateContext;
@@ -114,21 +113,9 @@ fn pillar_of(ctx: &Context, extra: &Option<Map>) -> Result<Arc<Map>, Vec<String>
 }
 
 fn loader<'a>(ctx: &Context, files: &'a Arc<dyn crate::files::FileSource>, pillar: &Arc<Map>) -> Loader<'a> {
-    let mut exec = ctx.clone();
-    exec.pillar = pillar.clone();
-    Loader {
-        files,
-        render: RenderContext {
-            grains: ctx.grains.clone(),
-            pillar: pillar.clone(),
-            opts: Map::new(),
-            saltenv: "base".into(),
-            sls: String::new(),
-            slspath: String::new(),
-            extra: Map::new(),
-            exec,
-        },
-    }
+    let mut ctx = ctx.clone();
+    ctx.pillar = pillar.clone();
+    Loader::new(files, &ctx)
 }
 
 /// Errors as Salt returns them: a list of strings, retcode 1.

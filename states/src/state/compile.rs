@@ -259,6 +259,26 @@ pub struct Loader<'a> {
     pub render: RenderContext,
 }
 
+impl<'a> Loader<'a> {
+    /// A loader of the `base` environment's trees that renders with the grains and
+    /// pillar of `ctx`, and runs `salt[...]` calls with `ctx`.
+    pub fn new(files: &'a Arc<dyn FileSource>, ctx: &crate::exec::Context) -> Loader<'a> {
+        Loader {
+            files,
+            render: RenderContext {
+                grains: ctx.grains.clone(),
+                pillar: ctx.pillar.clone(),
+                opts: Map::new(),
+                saltenv: "base".into(),
+                sls: String::new(),
+                slspath: String::new(),
+                extra: Map::new(),
+                exec: ctx.clone(),
+            },
+        }
+    }
+}
+
 struct FileTemplates {
     files: Arc<dyn FileSource>,
     env: String,
