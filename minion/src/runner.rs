@@ -163,19 +163,17 @@ impl ChildRunner {
                 }
             })
         };
-        let mut result = write_frame(&mut down, &order).err().map(|e| Err(lost(pid, &e)));
-        while result.is_none() {
+        // A write that fails means the child is gone: its exit status, below, says why.
+        let mut result = None;
+        let mut open = write_frame(&mut down, &order).is_ok();
+        while open && result.is_none() {
             match read_frame::<Up>(&mut up) {
-                Ok(Some(Up::Call(call))) => {
-                    if let Err(e) = write_frame(&mut down, &answer(ctx, call)) {
-                        result = Some(Err(lost(pid, &e)));
-                    }
-                }
+                Ok(Some(Up::Call(call))) => open = write_frame(&mut down, &answer(ctx, call)).is_ok(),
                 Ok(Some(Up::Done(done))) => result = Some(done),
-                Ok(None) => break,
+                Ok(None) => open = false,
                 Err(e) => {
                     let _ = child.kill();
-                    result = Some(Err(lost(pid, &e)));
+                    result = Some(Err(CallError::failed(format!("lost the job's runner (pid {pid}): {e}"))));
                 }
             }
         }
@@ -193,10 +191,6 @@ impl ChildRunner {
             Err(CallError::failed(format!("the job's runner (pid {pid}) ended without a result: {how}")))
         })
     }
-}
-
-fn lost(pid: u32, e: &std::io::Error) -> CallError {
-    CallError::failed(format!("lost the job's runner (pid {pid}): {e}"))
 }
 
 /// The first frame down: what the child is to do.
@@ -353,8 +347,12 @@ fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> std::io::Resul
     if len > MAX_FRAME {
         return Err(std::io::Error::other(format!("a frame of {len} bytes")));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
+    // Grown as the bytes come, so a garbage length costs no allocation of its size.
+    let mut body = Vec::new();
+    r.take(len as u64).read_to_end(&mut body)?;
+    if body.len() != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "a frame cut short"));
+    }
     rmp_serde::from_slice(&body).map(Some).map_err(std::io::Error::other)
 }
 
@@ -612,6 +610,14 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("the job's runner (pid "), "{text}");
         assert!(text.ends_with("ended without a result: exit status: 1"), "{text}");
+        // A child that writes anything but frames (once it has its order) is killed and named.
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, "#!/bin/sh\nhead -c 1 >/dev/null\nprintf 'not a frame'\n").unwrap();
+        std::fs::set_permissions(&garbage, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let err = runner(garbage.to_str().unwrap()).call("cmd.run", &ctx, vec![], Map::new()).unwrap_err();
+        assert!(err.to_string().starts_with("lost the job's runner (pid "), "{err}");
+        assert!(err.to_string().ends_with("a frame of 1852797984 bytes"), "{err}");
         let err = runner("/nonexistent/brine-call").call("cmd.run", &ctx, vec![], Map::new()).unwrap_err();
         assert!(err.to_string().starts_with("cannot start the job runner /nonexistent/brine-call: "), "{err}");
         let err = runner("/nonexistent/brine-call").grains("x", Path::new("/nonexistent"), &Map::new()).unwrap_err();
